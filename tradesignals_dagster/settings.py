@@ -1,0 +1,116 @@
+"""One typed settings object for every component.
+
+Values come from ``TRADESIGNALS_*`` environment variables, then a ``.env`` file in the working
+directory, then the connection file that ``tradesignals stack up`` writes under the state
+directory, then the defaults below. Nothing is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STACK_FILE = "stack.json"
+
+
+class Settings(BaseSettings):
+    """Where the registry lives and how to reach Kafka, the schema registry and ClickHouse."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRADESIGNALS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    registry: Path = Field(Path("registry"), description="Directory holding pipelines.yaml.")
+    pipelines_dir: Path = Field(
+        Path("pipelines"), description="Directory holding one folder per pipeline id."
+    )
+    state_dir: Path = Field(
+        Path(".state"), description="Where the local stack, logs and process state live."
+    )
+    bootstrap_servers: str | None = Field(
+        None, description="Kafka bootstrap servers; defaults to the local stack's broker."
+    )
+    security_protocol: str = Field("PLAINTEXT", description="Kafka security.protocol.")
+    sasl_mechanism: str | None = Field(None, description="Kafka sasl.mechanism, if any.")
+    sasl_username: str | None = Field(None, description="Kafka SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="Kafka SASL password.")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-API schema registry URL; defaults to the local stack's."
+    )
+    schema_registry_basic_auth: SecretStr | None = Field(
+        None, description="'user:password' for the schema registry, if it needs it."
+    )
+    clickhouse_dsn: str | None = Field(
+        None, description="clickhouse-connect DSN: http://host:8123 or chdb:///path."
+    )
+    object_store_url: str | None = Field(
+        None, description="s3://bucket/prefix or a local directory for Parquet exports."
+    )
+    runtime: str = Field("process", description="Pipeline runtime: 'process' or 'docker'.")
+    request_timeout_s: float = Field(
+        10.0, description="How long admin calls wait before reporting the service as down."
+    )
+
+    def stack_info(self) -> dict[str, Any]:
+        """What ``tradesignals stack up`` recorded about the local stack, or ``{}``."""
+        path = self.state_dir / STACK_FILE
+        if not path.is_file():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def resolved_bootstrap_servers(self) -> str:
+        """The configured broker, else the local stack's, else the Kafka default port."""
+        if self.bootstrap_servers:
+            return self.bootstrap_servers
+        return str(self.stack_info().get("bootstrap_servers", "127.0.0.1:9092"))
+
+    def resolved_schema_registry_url(self) -> str:
+        """The configured schema registry, else the local stack's."""
+        if self.schema_registry_url:
+            return self.schema_registry_url
+        return str(self.stack_info().get("schema_registry_url", "http://127.0.0.1:8081"))
+
+    def resolved_clickhouse_dsn(self) -> str:
+        """The configured ClickHouse DSN, else an in-process chdb under the state dir."""
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.state_dir / 'chdb').resolve()}"
+
+    def kafka_config(self) -> dict[str, str]:
+        """The confluent-kafka client dict shared by admin, producer and consumer."""
+        conf = {
+            "bootstrap.servers": self.resolved_bootstrap_servers(),
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+    def schema_registry_config(self) -> dict[str, str]:
+        """The confluent-kafka SchemaRegistryClient dict."""
+        conf = {"url": self.resolved_schema_registry_url()}
+        if self.schema_registry_basic_auth is not None:
+            conf["basic.auth.user.info"] = self.schema_registry_basic_auth.get_secret_value()
+        return conf
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings now, from the environment as it is at the call."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    settings = Settings(**clean)
+    if not settings.state_dir.is_absolute():
+        settings.state_dir = Path(os.getcwd()) / settings.state_dir
+    return settings
