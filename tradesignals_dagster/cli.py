@@ -74,8 +74,19 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def pipelines_dir_for(settings: Settings, explicit: bool) -> Path | None:
-    """The pipelines directory to check: the given one, or ``pipelines/`` when it exists."""
-    if explicit or settings.pipelines_dir.is_dir():
+    """The pipelines directory to check against the registry.
+
+    The given one; else ``pipelines/`` inside the registry directory (the seed's layout); else
+    the project's ``pipelines/`` when the registry is the project's own. ``None`` skips the
+    per-directory checks (a registry kept apart from its pipeline code).
+    """
+    if explicit:
+        return settings.pipelines_dir
+    inside = settings.registry / "pipelines"
+    if inside.is_dir():
+        return inside
+    default = Path("registry")
+    if settings.registry.resolve() == default.resolve() and settings.pipelines_dir.is_dir():
         return settings.pipelines_dir
     return None
 
