@@ -1,11 +1,127 @@
-"""Subcommands beyond ``validate``: stack, plan/apply, pipelines. Registered on import."""
+"""Subcommands beyond ``validate``: the local stack and plan/apply. Registered on import."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
+
+from tradesignals_dagster.cli import command, common_options, pipelines_dir_for
+from tradesignals_dagster.control.apply import ControlPlane
+from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.models import StreamingApplication
+from tradesignals_dagster.settings import Settings
 
 
 def add_parsers(sub: Any) -> None:
     """Add the parsers of the control-plane and runtime subcommands."""
-    del sub
+    common = common_options()
+    stack = sub.add_parser("stack", parents=[common], help="the local Kafka + schema registry")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--kafka-port", type=int, help="broker port (default: a free one)")
+    stack.add_argument("--registry-port", type=int, help="schema registry port")
+    stack.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    for name, text in (
+        ("plan", "show what apply would change"),
+        ("apply", "make topics and schemas match the registry"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("--json", action="store_true", help="print the plan as JSON")
+        p.add_argument("--topic", action="append", help="only this topic (repeatable)")
+        p.add_argument("--subject", action="append", help="only this subject (repeatable)")
+        p.add_argument(
+            "--on-start",
+            action="store_true",
+            help="include resets of topics flagged reset_topic_on_start",
+        )
+        p.add_argument(
+            "--delete-orphans",
+            action="store_true",
+            help="delete topics the registry no longer names",
+        )
+
+
+def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:
+    """The validated application; problems raise a RegistryError (exit 2)."""
+    explicit = getattr(args, "pipelines", None) is not None
+    return load_registry(settings.registry, pipelines_dir_for(settings, explicit)).require()
+
+
+@command("stack")
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradesignals stack up|down|status``."""
+    from tradesignals_dagster.stack.stack import stack_down, stack_status, stack_up
+
+    if args.action == "up":
+        info = stack_up(settings, args.kafka_port, args.registry_port)
+        print(
+            json.dumps(info, indent=2)
+            if args.json
+            else f"kafka: {info['bootstrap_servers']}\nschema registry: {info['schema_registry_url']}\n"
+            f"state: {settings.state_dir}"
+        )
+        return 0
+    if args.action == "down":
+        stopped = stack_down(settings)
+        print(
+            json.dumps(stopped)
+            if args.json
+            else "stopped: " + (", ".join(k for k, v in stopped.items() if v) or "nothing was running")
+        )
+        return 0
+    status = stack_status(settings)
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        state = "running" if status["running"] else "not running"
+        print(
+            f"stack {state}\n  kafka: {status['bootstrap_servers']} "
+            f"({'ready' if status['kafka'].get('ready') else 'down'})\n"
+            f"  schema registry: {status['schema_registry_url']} "
+            f"({'ready' if status['schema_registry'].get('ready') else 'down'})"
+        )
+    return 0 if status["running"] else 1
+
+
+def _plan(args: argparse.Namespace, settings: Settings) -> Any:
+    app = registry_app(args, settings)
+    control = ControlPlane.from_settings(settings)
+    plan = control.plan(
+        app,
+        topics=set(args.topic) if args.topic else None,
+        subjects=set(args.subject) if args.subject else None,
+        on_start=args.on_start,
+        delete_orphans=args.delete_orphans,
+    )
+    return control, plan
+
+
+@command("plan")
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradesignals plan``: exit 0 when the plan can be applied, 1 when apply would refuse."""
+    _, plan = _plan(args, settings)
+    print(plan.to_json() if args.json else plan.render())
+    return 1 if plan.blockers else 0
+
+
+@command("apply")
+def cmd_apply(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradesignals apply``: carry out the plan, or refuse all of it (exit 1)."""
+    control, plan = _plan(args, settings)
+    if not args.json:
+        print(plan.render())
+    result = control.apply(plan)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "applied": [c.kind + ":" + c.target for c in result.applied],
+                    "schema_ids": result.schema_ids,
+                },
+                indent=2,
+            )
+        )
+    elif result.applied:
+        print(f"applied {len(result.applied)} change(s)")
+    return 0

@@ -1,0 +1,162 @@
+"""A thin, error-wrapping layer over confluent-kafka's AdminClient.
+
+Every call has a deadline, so a broker that is down is reported within seconds, and every
+client error is re-raised as a :class:`KafkaAdminError` naming the broker and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from tradesignals_dagster.kafka.errors import KafkaAreaError
+
+# Configs the broker reports for every topic that are not worth showing as "live settings".
+_SOURCE_DYNAMIC_TOPIC = 1
+
+
+class KafkaAdminError(KafkaAreaError):
+    """A Kafka admin operation failed; the message names the broker and the topic."""
+
+
+class KafkaUnavailableError(KafkaAdminError):
+    """The broker did not answer within the deadline."""
+
+
+@dataclass(frozen=True)
+class LiveTopic:
+    """A topic as the cluster has it."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+class KafkaAdmin:
+    """Admin operations with deadlines and readable errors."""
+
+    def __init__(self, conf: dict[str, str], timeout_s: float = 10.0) -> None:
+        self._conf = dict(conf)
+        self._timeout = timeout_s
+        self._client = AdminClient({**conf, "socket.connection.setup.timeout.ms": "5000"})
+        self.bootstrap = conf.get("bootstrap.servers", "?")
+
+    def _wait(self, futures: dict[Any, Any], what: str) -> dict[Any, Any]:
+        out = {}
+        for key, fut in futures.items():
+            try:
+                out[key] = fut.result(timeout=self._timeout)
+            except KafkaException as exc:
+                raise KafkaAdminError(f"{what} failed for {key}: {exc.args[0]}") from exc
+            except TimeoutError as exc:
+                raise KafkaUnavailableError(
+                    f"{what}: Kafka at {self.bootstrap} did not answer in {self._timeout:.0f}s"
+                ) from exc
+        return out
+
+    def topic_names(self) -> list[str]:
+        """Every topic in the cluster, internal ones (``__*``) excluded."""
+        try:
+            meta = self._client.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {self.bootstrap} within {self._timeout:.0f}s "
+                f"({exc.args[0]}); is it running? For the local stack: tradesignals stack up"
+            ) from exc
+        return sorted(t for t in meta.topics if not t.startswith("__"))
+
+    def describe(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
+        """Partitions, replication factor and explicitly set configs of existing topics."""
+        try:
+            meta = self._client.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise KafkaUnavailableError(
+                f"cannot reach Kafka at {self.bootstrap} within {self._timeout:.0f}s "
+                f"({exc.args[0]}); is it running? For the local stack: tradesignals stack up"
+            ) from exc
+        wanted = set(names) if names is not None else None
+        found = {
+            name: t
+            for name, t in meta.topics.items()
+            if not name.startswith("__") and (wanted is None or name in wanted) and t.error is None
+        }
+        if not found:
+            return {}
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in found]
+        configs = self._wait(self._client.describe_configs(resources), "describe configs")
+        out = {}
+        for res, entries in configs.items():
+            t = found[res.name]
+            parts = t.partitions
+            rf = len(next(iter(parts.values())).replicas) if parts else 0
+            values = {k: str(e.value) for k, e in entries.items() if e.value is not None}
+            out[res.name] = LiveTopic(res.name, len(parts), rf, values)
+        return out
+
+    def create(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
+        """Create a topic and wait until the broker confirms."""
+        topic = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=dict(configs),
+        )
+        self._wait(self._client.create_topics([topic], operation_timeout=self._timeout), "create topic")
+
+    def delete(self, names: list[str]) -> None:
+        """Delete topics and wait until the broker confirms."""
+        if names:
+            self._wait(self._client.delete_topics(names, operation_timeout=self._timeout), "delete topic")
+
+    def set_configs(self, name: str, values: dict[str, str]) -> None:
+        """Set topic configs incrementally (others keep their values)."""
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in values.items()]
+        res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        self._wait(self._client.incremental_alter_configs([res]), "alter configs")
+
+    def grow(self, name: str, total_partitions: int) -> None:
+        """Raise the partition count of a topic to ``total_partitions``."""
+        self._wait(
+            self._client.create_partitions(
+                [NewPartitions(name, total_partitions)], operation_timeout=self._timeout
+            ),
+            "add partitions",
+        )
+
+    def end_offsets(self, name: str, partitions: int) -> dict[int, int]:
+        """The latest offset of each partition (messages ever written, before retention)."""
+        request = {TopicPartition(name, p): OffsetSpec.latest() for p in range(partitions)}
+        result = self._wait(self._client.list_offsets(request, request_timeout=self._timeout), "list offsets")
+        return {tp.partition: info.offset for tp, info in result.items()}
+
+    def start_offsets(self, name: str, partitions: int) -> dict[int, int]:
+        """The earliest retained offset of each partition."""
+        request = {TopicPartition(name, p): OffsetSpec.earliest() for p in range(partitions)}
+        result = self._wait(self._client.list_offsets(request, request_timeout=self._timeout), "list offsets")
+        return {tp.partition: info.offset for tp, info in result.items()}
+
+    def group_lag(self, group: str, topic: str, partitions: int) -> int | None:
+        """Messages the consumer group has yet to commit on ``topic``; None if it never did."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
+
+        req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])]
+        result = self._wait(self._client.list_consumer_group_offsets(req), "group offsets")
+        committed = next(iter(result.values())).topic_partitions
+        ends = self.end_offsets(topic, partitions)
+        if all(tp.offset < 0 for tp in committed):
+            return None
+        return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
