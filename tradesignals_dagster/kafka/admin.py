@@ -6,6 +6,7 @@ client error is re-raised as a :class:`KafkaAdminError` naming the broker and wh
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,14 +109,24 @@ class KafkaAdmin:
         return out
 
     def create(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
-        """Create a topic and wait until the broker confirms."""
+        """Create a topic and wait until its metadata shows every partition."""
         topic = NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication_factor,
-            config=dict(configs),
+            name, num_partitions=partitions, replication_factor=replication_factor, config=dict(configs)
         )
         self._wait(self._client.create_topics([topic], operation_timeout=self._timeout), "create topic")
+        self.wait_for_partitions(name, partitions)
+
+    def wait_for_partitions(self, name: str, partitions: int) -> None:
+        """Block until the cluster's metadata shows ``name`` with ``partitions`` partitions."""
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            meta = self._client.list_topics(name, timeout=self._timeout).topics.get(name)
+            if meta is not None and meta.error is None and len(meta.partitions) == partitions:
+                return
+            time.sleep(0.05)
+        raise KafkaUnavailableError(
+            f"topic {name} did not show {partitions} partition(s) within {self._timeout:.0f}s"
+        )
 
     def delete(self, names: list[str]) -> None:
         """Delete topics and wait until the broker confirms."""
@@ -136,6 +147,7 @@ class KafkaAdmin:
             ),
             "add partitions",
         )
+        self.wait_for_partitions(name, total_partitions)
 
     def end_offsets(self, name: str, partitions: int) -> dict[int, int]:
         """The latest offset of each partition (messages ever written, before retention)."""
