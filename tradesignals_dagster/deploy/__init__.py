@@ -1,0 +1,1 @@
+"""Running pipelines: the runtime interface, its implementations and the desired state."""
