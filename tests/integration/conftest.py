@@ -1,0 +1,112 @@
+"""Fixtures that run the real local stack (Kafka broker + schema registry) for integration tests.
+
+Everything under ``tests/integration`` is marked ``integration``. The broker jars are cached
+across runs in :func:`~tradesignals_dagster.stack.kafka_broker.shared_jar_cache`
+(``$TRADESIGNALS_KAFKA_CACHE`` or ``~/.cache/tradesignals``); each session's broker and
+registry get their own temporary state dir and free ports. A stack that cannot start fails
+the tests that need it: nothing here skips.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from tradesignals_dagster.settings import Settings
+from tradesignals_dagster.stack.errors import StackError
+from tradesignals_dagster.stack.kafka_broker import KafkaBroker, resolve_jars, shared_jar_cache
+from tradesignals_dagster.stack.stack import stack_down, stack_up
+
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test collected from this directory as ``integration``."""
+    for item in items:
+        if _HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass
+class LocalStack:
+    """A running local stack: where to reach it and a :class:`Settings` pointing at it."""
+
+    bootstrap_servers: str
+    schema_registry_url: str
+    state_dir: Path
+    settings: Settings
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style access (``stack["bootstrap_servers"]``) for convenience."""
+        return getattr(self, key)
+
+
+def _fail(what: str, exc: Exception) -> NoReturn:
+    pytest.fail(f"{what} could not start, so integration tests cannot run:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_jar_dir() -> Path:
+    """The broker's classpath, resolved with Maven once and shared by every run."""
+    try:
+        return resolve_jars(shared_jar_cache())
+    except StackError as exc:
+        _fail("The Kafka broker jars", exc)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory, kafka_jar_dir: Path) -> Iterator[KafkaBroker]:
+    """A started single-node broker on free ports, stopped at the end of the session."""
+    state_dir = tmp_path_factory.mktemp("stack")
+    broker = KafkaBroker(state_dir, jar_dir=kafka_jar_dir)
+    try:
+        broker.start()
+    except StackError as exc:
+        broker.stop()
+        _fail("The Kafka broker", exc)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_broker: KafkaBroker, kafka_jar_dir: Path) -> Iterator[LocalStack]:
+    """The session broker plus a schema registry, recorded in ``<state_dir>/stack.json``.
+
+    ``stack.settings`` is a :class:`Settings` whose state dir, bootstrap servers and schema
+    registry URL point at this stack, for code under test that takes settings.
+    """
+    state_dir = kafka_broker.home.parent
+    base = Settings(state_dir=state_dir)
+    try:
+        info = stack_up(base, kafka_port=kafka_broker.port, jar_dir=kafka_jar_dir)
+    except StackError as exc:
+        _fail("The local stack (schema registry)", exc)
+    settings = Settings(
+        state_dir=state_dir,
+        bootstrap_servers=info["bootstrap_servers"],
+        schema_registry_url=info["schema_registry_url"],
+    )
+    try:
+        yield LocalStack(
+            bootstrap_servers=info["bootstrap_servers"],
+            schema_registry_url=info["schema_registry_url"],
+            state_dir=state_dir,
+            settings=settings,
+            info=info,
+        )
+    finally:
+        stack_down(base)
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A topic name no other test uses."""
+    return f"test-{uuid.uuid4().hex[:12]}"

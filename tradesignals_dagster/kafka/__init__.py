@@ -1,0 +1,1 @@
+"""Kafka-side building blocks: Avro schema compatibility, serialisation and the registry client."""
