@@ -8,7 +8,7 @@ import sys
 
 from bench.common import Result, save, table
 
-GROUPS = ["registry"]
+GROUPS = ["registry", "definitions"]
 
 
 def main() -> int:

@@ -11,9 +11,7 @@ from tradesignals_dagster.registry.normalise import suggest
 Add = Callable[..., None]
 
 
-def cross_check(
-    app: StreamingApplication, places: dict[str, Any], add: Add, with_dirs: bool
-) -> None:
+def cross_check(app: StreamingApplication, places: dict[str, Any], add: Add, with_dirs: bool) -> None:
     """Report references to missing topics, impossible settings and cycles through ``add``."""
 
     def at(kind: str, key: str, *sub: str | int, severity: str = "error", msg: str) -> None:
@@ -45,6 +43,18 @@ def cross_check(
                 msg="value_serializer is avro but the topic has no value_schema or value_schema_id",
             )
 
+    subjects: dict[str, str] = {}
+    for tid in sorted(app.subjects):
+        subject = app.subjects[tid]
+        if subject in subjects and app.schemas.get(subjects[subject]) != app.schemas.get(tid):
+            at(
+                "topic",
+                tid,
+                msg=f"subject '{subject}' is also used by topic '{subjects[subject]}' "
+                "with a different schema; give each topic its own subject",
+            )
+        subjects.setdefault(subject, tid)
+
     groups: dict[str, str] = {}
     for key, pipe in app.pipelines.items():
         inp, out = pipe.input, pipe.output
@@ -62,8 +72,7 @@ def cross_check(
                     key,
                     "input",
                     "kafka_topic_id",
-                    msg=f"unknown topic '{inp.kafka_topic_id}'"
-                    f"{suggest(inp.kafka_topic_id, topic_ids)}",
+                    msg=f"unknown topic '{inp.kafka_topic_id}'{suggest(inp.kafka_topic_id, topic_ids)}",
                 )
             group = pipe.consumer_group()
             if group in groups:

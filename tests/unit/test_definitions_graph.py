@@ -1,0 +1,82 @@
+"""The Dagster asset graph is exactly what the registry implies (snapshot), for any registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import yaml
+
+from tradesignals_dagster.defs.build import build_definitions
+from tradesignals_dagster.settings import Settings
+
+ROOT = Path(__file__).parent.parent.parent
+SNAPSHOT = ROOT / "tests" / "snapshots" / "flagship_asset_graph.json"
+
+
+def graph_of(defs: dg.Definitions) -> dict[str, Any]:
+    graph = defs.resolve_asset_graph()
+    assets = {
+        key.to_user_string(): sorted(p.to_user_string() for p in graph.get(key).parent_keys)
+        for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+    }
+    kinds = {key.to_user_string(): sorted(graph.get(key).kinds) for key in graph.get_all_asset_keys()}
+    checks = sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys)
+    sensors = sorted(s.name for s in defs.sensors or [])
+    return {"assets": assets, "kinds": dict(sorted(kinds.items())), "checks": checks, "sensors": sensors}
+
+
+def test_flagship_graph_matches_snapshot(tmp_path: Path) -> None:
+    settings = Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
+    actual = graph_of(build_definitions(settings))
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.write_text(json.dumps(actual, indent=2) + "\n")
+    assert actual == json.loads(SNAPSHOT.read_text())
+
+
+def test_flagship_graph_reads_as_data_flow(tmp_path: Path) -> None:
+    settings = Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
+    assets = graph_of(build_definitions(settings))["assets"]
+    assert assets["pipelines/option_trades_ingest"] == ["feeds/option_trades_ingest"]
+    assert assets["kafka/option_trades"] == ["pipelines/option_trades_ingest", "schemas/option_trades-value"]
+    assert assets["pipelines/option_trade_volume_bars"] == ["kafka/option_trades"]
+    assert assets["kafka/option_trades_aggs"] == [
+        "pipelines/option_trade_volume_bars",
+        "schemas/option_trades_aggs-value",
+    ]
+
+
+def test_any_valid_registry_yields_its_own_graph(tmp_path: Path) -> None:
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    shutil.copy(ROOT / "tests" / "fixtures" / "seed" / "pipelines.yaml", reg / "pipelines.yaml")
+    data = yaml.safe_load((reg / "pipelines.yaml").read_text())
+    topics = data["StreamingApplication"]["Topics"]
+    topics["option_trades"]["value_schema"]["fields"] = [{"name": "symbol", "type": "string"}]
+    topics["quotes"] = {"value_serializer": "json", "replication_factor": 1, "min_insync_replicas": 1}
+    data["StreamingApplication"]["Pipelines"]["quote_feed"] = {
+        "input": {"type": "websocket", "url": "ws://127.0.0.1:9/quotes"},
+        "output": {"topic_id": "quotes"},
+    }
+    (reg / "pipelines.yaml").write_text(yaml.safe_dump(data))
+    settings = Settings(registry=reg, pipelines_dir=tmp_path / "none", state_dir=tmp_path)
+
+    assets = graph_of(build_definitions(settings))["assets"]
+
+    assert assets == {
+        "feeds/quote_feed": [],
+        "kafka/option_trades": ["schemas/option_trades-value"],
+        "kafka/option_trades_aggs": [
+            "pipelines/option_trade_volume_bars",
+            "schemas/option_trades_aggs-value",
+        ],
+        "kafka/quotes": ["pipelines/quote_feed"],
+        "pipelines/option_trade_volume_bars": ["kafka/option_trades"],
+        "pipelines/quote_feed": ["feeds/quote_feed"],
+        "schemas/option_trades-value": [],
+        "schemas/option_trades_aggs-value": [],
+    }

@@ -1,0 +1,1 @@
+"""Dagster: the registry as assets, checks and sensors. Built by :func:`build_definitions`."""

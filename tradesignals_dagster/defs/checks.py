@@ -1,0 +1,84 @@
+"""Asset checks: live state still matches the registry (drift), and pipelines are healthy."""
+
+import dagster as dg
+
+from tradesignals_dagster.control.inspect import consumer_lag
+from tradesignals_dagster.defs.keys import pipeline_key, schema_key, topic_key
+from tradesignals_dagster.defs.resources import TradesignalsResource
+from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.registry.models import StreamingApplication
+
+DEFAULT_MAX_LAG = 10_000
+
+
+def _topic_check(topic_id: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=topic_key(topic_id),
+        name="matches_registry",
+        description="The live topic has the partitions and configs the registry sets.",
+    )
+    def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
+        try:
+            plan = tradesignals.control().plan(tradesignals.app(), topics={topic_id})
+        except TradesignalsError as exc:
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+        drift = [c.summary for c in plan.changes] + [
+            n.summary for n in plan.notices if n.kind != "reset_on_start"
+        ]
+        return dg.AssetCheckResult(passed=not drift, metadata={"drift": drift})
+
+    return _check
+
+
+def _schema_check(subject: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=schema_key(subject),
+        name="registered_is_registry",
+        description="The subject's latest version is the registry's schema.",
+    )
+    def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
+        try:
+            plan = tradesignals.control().plan(tradesignals.app(), subjects={subject})
+        except TradesignalsError as exc:
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+        drift = [c.summary for c in plan.changes] + [n.summary for n in plan.notices]
+        return dg.AssetCheckResult(passed=not drift, metadata={"drift": drift})
+
+    return _check
+
+
+def _pipeline_check(app: StreamingApplication, key: str) -> dg.AssetChecksDefinition:
+    max_lag = int(app.pipelines[key].config.get("max_lag", DEFAULT_MAX_LAG))
+
+    @dg.asset_check(
+        asset=pipeline_key(key),
+        name="running_and_caught_up",
+        description=f"The pipeline runs and its consumer lag is under {max_lag}.",
+    )
+    def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
+        try:
+            status = tradesignals.runtime().status(key)
+            lag = consumer_lag(tradesignals.control(), tradesignals.app(), key)
+        except TradesignalsError as exc:
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+        passed = status.running and (lag is None or lag <= max_lag)
+        return dg.AssetCheckResult(
+            passed=passed,
+            metadata={
+                "state": status.state,
+                "consumer_lag": -1 if lag is None else lag,
+                "max_lag": max_lag,
+                "detail": status.detail[-500:],
+            },
+        )
+
+    return _check
+
+
+def build_checks(app: StreamingApplication) -> list[dg.AssetChecksDefinition]:
+    """One drift check per topic and schema, one health check per pipeline."""
+    return (
+        [_schema_check(app.subjects[t]) for t in sorted(app.schemas)]
+        + [_topic_check(t) for t in sorted(app.topics)]
+        + [_pipeline_check(app, k) for k in sorted(app.pipelines)]
+    )

@@ -1,0 +1,160 @@
+"""Sensors that keep pipelines running as the registry says.
+
+``pipeline_redeploy`` requests a run for exactly the pipelines whose desired state (registry
+entry, config.yaml, schemas, code or image) differs from what runs. ``pipeline_health`` brings
+back a crashed pipeline with exponential backoff and records lag observations. Both keep
+cursors, so a tick never requests the same change twice.
+"""
+
+import contextlib
+import json
+import time
+from typing import Any
+
+import dagster as dg
+
+from tradesignals_dagster.control.inspect import consumer_lag
+from tradesignals_dagster.defs.keys import pipeline_key
+from tradesignals_dagster.defs.resources import TradesignalsResource
+from tradesignals_dagster.deploy.desired import desired_state
+from tradesignals_dagster.errors import TradesignalsError
+
+BACKOFF_BASE_S = 5.0
+BACKOFF_MAX_S = 300.0
+HEALTHY_AFTER_S = 120.0
+PIPELINES = dg.AssetSelection.key_prefixes("pipelines")
+
+
+def _cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
+    try:
+        data = json.loads(context.cursor or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def redeploy_requests(
+    tradesignals: TradesignalsResource, cursor: dict[str, Any]
+) -> tuple[list[dg.RunRequest], dict[str, Any]]:
+    """Run requests for pipelines whose desired version differs from the running one."""
+    app = tradesignals.app()
+    settings = tradesignals.settings()
+    runtime = tradesignals.runtime()
+    requests, new_cursor = [], {}
+    for key in sorted(app.pipelines):
+        status = runtime.status(key)
+        if status.state in ("stopped", "crashed"):
+            continue  # stopped on purpose, or the health sensor's business
+        desired = desired_state(app, key, settings)
+        if status.state == "running" and status.version == desired.version:
+            continue
+        new_cursor[key] = desired.version
+        if cursor.get(key) == desired.version:
+            continue  # already requested; the run has not finished yet
+        reason = (
+            "not deployed"
+            if status.state == "missing"
+            else (f"desired version {desired.version} differs from running {status.version}")
+        )
+        requests.append(
+            dg.RunRequest(
+                run_key=f"redeploy:{key}:{desired.version}",
+                asset_selection=[pipeline_key(key)],
+                tags={"tradesignals/reason": reason, "tradesignals/pipeline": key},
+            )
+        )
+    return requests, new_cursor
+
+
+def health_requests(
+    tradesignals: TradesignalsResource, cursor: dict[str, Any], now: float
+) -> tuple[list[dg.RunRequest], dict[str, Any], list[dg.AssetObservation]]:
+    """Run requests that restart crashed pipelines with backoff, plus lag observations."""
+    app = tradesignals.app()
+    runtime = tradesignals.runtime()
+    control = tradesignals.control()
+    requests, observations, new_cursor = [], [], dict(cursor)
+    for key in sorted(app.pipelines):
+        status = runtime.status(key)
+        entry = dict(new_cursor.get(key) or {"attempts": 0, "next": 0.0})
+        if status.running:
+            lag = None
+            with contextlib.suppress(TradesignalsError):
+                lag = consumer_lag(control, app, key)
+            observations.append(
+                dg.AssetObservation(
+                    asset_key=pipeline_key(key),
+                    metadata={
+                        "state": status.state,
+                        "consumer_lag": -1 if lag is None else lag,
+                        "restarts": status.restarts,
+                    },
+                )
+            )
+            if status.started_at and now - status.started_at > HEALTHY_AFTER_S:
+                new_cursor.pop(key, None)
+            continue
+        if status.state != "crashed" or now < float(entry["next"]):
+            continue
+        attempts = int(entry["attempts"]) + 1
+        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+        new_cursor[key] = {"attempts": attempts, "next": now + delay}
+        why = f"crashed (exit code {status.exit_code}); restart attempt {attempts}"
+        detail = status.detail.strip().splitlines()[-1:] if status.detail else []
+        requests.append(
+            dg.RunRequest(
+                run_key=f"health:{key}:{status.started_at}:{attempts}",
+                asset_selection=[pipeline_key(key)],
+                tags={
+                    "tradesignals/reason": (why + (f": {detail[0]}" if detail else ""))[:250],
+                    "tradesignals/pipeline": key,
+                },
+            )
+        )
+    return requests, new_cursor, observations
+
+
+@dg.sensor(
+    name="pipeline_redeploy",
+    minimum_interval_seconds=15,
+    target=PIPELINES,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Redeploys a pipeline when its config, registry entry or code changes.",
+)
+def pipeline_redeploy(
+    context: dg.SensorEvaluationContext, tradesignals: TradesignalsResource
+) -> dg.SensorResult:
+    """See :func:`redeploy_requests`."""
+    try:
+        requests, cursor = redeploy_requests(tradesignals, _cursor(context))
+    except TradesignalsError as exc:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot evaluate: {exc}"))
+    for req in requests:
+        context.log.info(
+            f"requesting {req.tags.get('tradesignals/pipeline')}: {req.tags.get('tradesignals/reason')}"
+        )
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+
+@dg.sensor(
+    name="pipeline_health",
+    minimum_interval_seconds=15,
+    target=PIPELINES,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Brings back crashed pipelines with backoff; records lag observations.",
+)
+def pipeline_health(
+    context: dg.SensorEvaluationContext, tradesignals: TradesignalsResource
+) -> dg.SensorResult:
+    """See :func:`health_requests`."""
+    try:
+        requests, cursor, observations = health_requests(tradesignals, _cursor(context), time.time())
+    except TradesignalsError as exc:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot evaluate: {exc}"))
+    for req in requests:
+        context.log.warning(
+            f"restarting {req.tags.get('tradesignals/pipeline')}: {req.tags.get('tradesignals/reason')}"
+        )
+    return dg.SensorResult(
+        run_requests=requests, cursor=json.dumps(cursor, sort_keys=True), asset_events=observations
+    )
