@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
         prog="tradesignals",
-        description="Keep Kafka topics, Avro schemas and streaming pipelines in line with the "
-        "YAML registry.",
+        description="Keep Kafka topics, Avro schemas and streaming pipelines in line with the YAML registry.",
     )
     parser.add_argument("--version", action="version", version=f"tradesignals {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -68,9 +67,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(
-        registry=args.registry, pipelines_dir=args.pipelines, state_dir=args.state_dir
-    )
+    return load_settings(registry=args.registry, pipelines_dir=args.pipelines, state_dir=args.state_dir)
 
 
 def pipelines_dir_for(settings: Settings, explicit: bool) -> Path | None:
@@ -95,9 +92,7 @@ def pipelines_dir_for(settings: Settings, explicit: bool) -> Path | None:
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     """``tradesignals validate``: every problem at once, file:line path: reason."""
     started = time.perf_counter()
-    result = load_registry(
-        settings.registry, pipelines_dir_for(settings, args.pipelines is not None)
-    )
+    result = load_registry(settings.registry, pipelines_dir_for(settings, args.pipelines is not None))
     elapsed = time.perf_counter() - started
     failing = result.errors + (result.warnings if args.strict else [])
     if args.json:
@@ -116,8 +111,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
             print(problem.render())
         if failing:
             print(
-                f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in "
-                f"{settings.registry}",
+                f"{len(result.errors)} error(s), {len(result.warnings)} warning(s) in {settings.registry}",
                 file=sys.stderr,
             )
         else:

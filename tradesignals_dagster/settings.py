@@ -29,9 +29,7 @@ class Settings(BaseSettings):
     pipelines_dir: Path = Field(
         Path("pipelines"), description="Directory holding one folder per pipeline id."
     )
-    state_dir: Path = Field(
-        Path(".state"), description="Where the local stack, logs and process state live."
-    )
+    state_dir: Path = Field(Path(".state"), description="Where the local stack, logs and process state live.")
     bootstrap_servers: str | None = Field(
         None, description="Kafka bootstrap servers; defaults to the local stack's broker."
     )

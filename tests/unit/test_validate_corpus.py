@@ -155,9 +155,7 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
     ),
     "avro-without-schema": (
         _replace("registry/topics.yaml", "    value_schema_id: bars\n", ""),
-        [
-            "registry/topics.yaml:7 topics[1]: value_serializer is avro but the topic has no value_schema"
-        ],
+        ["registry/topics.yaml:7 topics[1]: value_serializer is avro but the topic has no value_schema"],
     ),
     "missing-schema-file": (
         {"registry/schemas/bars.avsc": None},
@@ -202,9 +200,7 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
         ["registry/schemas/trades.yaml:2 fields: record 'Trade' has no fields"],
     ),
     "invalid-avsc": (
-        {
-            "registry/schemas/bars.avsc": '{"type": "record", "name": "Bar", "fields": [{"name": "x"}]}'
-        },
+        {"registry/schemas/bars.avsc": '{"type": "record", "name": "Bar", "fields": [{"name": "x"}]}'},
         ["registry/schemas/bars.avsc", "not a valid Avro schema"],
     ),
     "yaml-syntax-error": (
@@ -238,12 +234,8 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
         ["registry/pipelines.yaml:1", "the root must be a mapping", "got a list"],
     ),
     "duplicate-key": (
-        _replace(
-            "registry/topics.yaml", "num_partitions: 2", "num_partitions: 2\n    num_partitions: 3"
-        ),
-        [
-            "registry/topics.yaml:4 topics[0].num_partitions: duplicate key 'num_partitions' (first at line 3)"
-        ],
+        _replace("registry/topics.yaml", "num_partitions: 2", "num_partitions: 2\n    num_partitions: 3"),
+        ["registry/topics.yaml:4 topics[0].num_partitions: duplicate key 'num_partitions' (first at line 3)"],
     ),
     "duplicate-topic": (
         _replace("registry/topics.yaml", "topic_id: bars", "topic_id: trades"),
@@ -313,9 +305,7 @@ def _write(root: Path, changes: dict[str, str | None]) -> None:
         path.write_text(content)
 
 
-def _run(
-    root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> tuple[int, str]:
+def _run(root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
     monkeypatch.chdir(root)
     code = main(["validate", "--registry", "registry", "--pipelines", "pipelines"])
     out = capsys.readouterr()

@@ -39,9 +39,7 @@ Report = Callable[[tuple[str | int, ...], str, str], None]
 def to_avro(schema: ValueSchema, report: Report) -> dict[str, Any]:
     """Translate ``schema`` to Avro JSON, reporting every problem through ``report``."""
     if not AVRO_NAME.match(schema.name):
-        report(
-            ("name",), f"'{schema.name}' is not a valid Avro name ({AVRO_NAME.pattern})", "error"
-        )
+        report(("name",), f"'{schema.name}' is not a valid Avro name ({AVRO_NAME.pattern})", "error")
     if schema.namespace is not None and not all(
         AVRO_NAME.match(part) for part in schema.namespace.split(".")
     ):
@@ -78,9 +76,7 @@ def to_avro(schema: ValueSchema, report: Report) -> dict[str, Any]:
     return out
 
 
-def _field(
-    field: AvroField, at: tuple[str | int, ...], report: Report, named: set[str]
-) -> dict[str, Any]:
+def _field(field: AvroField, at: tuple[str | int, ...], report: Report, named: set[str]) -> dict[str, Any]:
     if not AVRO_NAME.match(field.name):
         report((*at, "name"), f"'{field.name}' is not a valid Avro field name", "error")
     ftype: Any = field.type
@@ -123,9 +119,7 @@ def _field(
     return out
 
 
-def _logical(
-    field: AvroField, ftype: Any, at: tuple[str | int, ...], report: Report
-) -> dict[str, Any] | Any:
+def _logical(field: AvroField, ftype: Any, at: tuple[str | int, ...], report: Report) -> dict[str, Any] | Any:
     lt = field.logical_type or ""
     base = ftype if isinstance(ftype, str) else None
     allowed = LOGICAL_BASE.get(lt)
@@ -175,11 +169,7 @@ def _check_default(field: AvroField, ftype: Any, at: tuple[str | int, ...], repo
         report(
             (*at, "default"),
             f"default {field.default!r} is not a valid {_type_name(target)}"
-            + (
-                " (a union's default must match its first branch)"
-                if isinstance(ftype, list)
-                else ""
-            ),
+            + (" (a union's default must match its first branch)" if isinstance(ftype, list) else ""),
             "error",
         )
 
@@ -202,10 +192,7 @@ def _type_refs(ftype: Any) -> list[str]:
             return _type_refs(ftype.get("values"))
         if kind == "record":
             return [
-                r
-                for f in ftype.get("fields", [])
-                if isinstance(f, dict)
-                for r in _type_refs(f.get("type"))
+                r for f in ftype.get("fields", []) if isinstance(f, dict) for r in _type_refs(f.get("type"))
             ]
         if kind in ("enum", "fixed"):
             return []

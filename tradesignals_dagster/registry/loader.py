@@ -127,9 +127,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     if doc is None:
         return LoadResult(None, ctx.problems, display_path(root_path))
     if not isinstance(doc.data, dict):
-        ctx.add(
-            doc, (), f"the root must be a mapping with StreamingApplication, got {_kind(doc.data)}"
-        )
+        ctx.add(doc, (), f"the root must be a mapping with StreamingApplication, got {_kind(doc.data)}")
         return LoadResult(None, ctx.problems, doc.file)
 
     header, sections = _split_root(doc, ctx)
@@ -169,9 +167,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     return LoadResult(app, ctx.problems, doc.file, ctx.places)
 
 
-def load_application(
-    registry: Path | str, pipelines_dir: Path | str | None = None
-) -> StreamingApplication:
+def load_application(registry: Path | str, pipelines_dir: Path | str | None = None) -> StreamingApplication:
     """Load the registry or raise :class:`RegistryError` with every problem."""
     return load_registry(registry, pipelines_dir).require()
 
@@ -206,9 +202,7 @@ def _kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _split_root(
-    doc: YamlDoc, ctx: _Ctx
-) -> tuple[tuple[dict[str, Any], Located], dict[str, Located]]:
+def _split_root(doc: YamlDoc, ctx: _Ctx) -> tuple[tuple[dict[str, Any], Located], dict[str, Located]]:
     """Find the header fields and the three sections, wherever the seed's layouts put them."""
     data: dict[str, Any] = doc.data
     sections: dict[str, Located] = {}
@@ -258,9 +252,7 @@ def _value(loc: Located) -> Any:
     return node
 
 
-def _topics(
-    loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx
-) -> dict[str, StreamingTopic]:
+def _topics(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> dict[str, StreamingTopic]:
     if loc is None:
         default = base_dir / "topics.yaml"
         if not default.is_file():
@@ -372,9 +364,7 @@ def _pipelines(loc: Located | None, root: YamlDoc, ctx: _Ctx) -> dict[str, Strea
         spelled = {"name": "id"} if "id" in raw else {}
         for section, aliases in (("input", INPUT_ALIASES), ("output", OUTPUT_ALIASES)):
             if isinstance(norm.get(section), dict):
-                norm[section] = normalise(
-                    norm[section], aliases, ctx.reporter(loc.doc, (*path, section))
-                )
+                norm[section] = normalise(norm[section], aliases, ctx.reporter(loc.doc, (*path, section)))
         norm["key"] = str(key)
         ctx.declared_pipelines.add(str(key))
         pipeline = _validate(StreamingPipeline, norm, PIPELINE_ALIASES, spelled, report)
@@ -384,9 +374,7 @@ def _pipelines(loc: Located | None, root: YamlDoc, ctx: _Ctx) -> dict[str, Strea
     return out
 
 
-def _schema_section(
-    loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx
-) -> dict[str, Located]:
+def _schema_section(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> dict[str, Located]:
     out: dict[str, Located] = {}
     if loc is None:
         return out
@@ -417,12 +405,8 @@ def _resolve_schema(
         report(("value_schema_id",), "give value_schema or value_schema_id, not both")
         return None
     if topic.value_schema is not None:
-        avro_json = avro.to_avro(
-            topic.value_schema, ctx.reporter(place.doc, (*place.path, "value_schema"))
-        )
-        return _final(
-            avro_json, place.doc, (*place.path, "value_schema"), ctx
-        ), topic.value_schema.subject
+        avro_json = avro.to_avro(topic.value_schema, ctx.reporter(place.doc, (*place.path, "value_schema")))
+        return _final(avro_json, place.doc, (*place.path, "value_schema"), ctx), topic.value_schema.subject
     if topic.value_schema_id is None:
         return None
     sid = topic.value_schema_id
@@ -461,10 +445,7 @@ def _schema_file(sid: str, base_dir: Path, ctx: _Ctx) -> Located | None:
 
 def _final(avro_json: dict[str, Any], doc: YamlDoc, path: PathKey, ctx: _Ctx) -> dict[str, Any]:
     prefix = format_path(path)
-    if any(
-        p.file == doc.file and p.severity == "error" and p.path.startswith(prefix)
-        for p in ctx.problems
-    ):
+    if any(p.file == doc.file and p.severity == "error" and p.path.startswith(prefix) for p in ctx.problems):
         return avro_json  # already explained field by field; fastavro would repeat the first
     reason = avro.check_parses(avro_json)
     if reason is not None:
@@ -477,9 +458,7 @@ def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: _Ct
     if not root.is_dir():
         ctx.add(shown, (), "pipelines directory not found")
         return
-    present = sorted(
-        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))
-    )
+    present = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     for key, pipeline in pipelines.items():
         place = ctx.places[f"pipeline:{key}"]
         folder = root / key
@@ -495,9 +474,7 @@ def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: _Ct
         if config.is_file():
             doc = read_yaml(config, ctx.problems)
             if doc is not None and not isinstance(doc.data, dict):
-                ctx.add(
-                    doc, (), f"config.yaml must be a mapping of settings, got {_kind(doc.data)}"
-                )
+                ctx.add(doc, (), f"config.yaml must be a mapping of settings, got {_kind(doc.data)}")
             elif doc is not None:
                 pipeline.config = {**doc.data, **pipeline.config}
                 ctx.places[f"config:{key}"] = Located(doc, ())

@@ -51,18 +51,14 @@ class AvroField(_Model):
         description="Avro type: a primitive or named type, a union list, or a full Avro type."
     )
     doc: str | None = Field(None, description="What the field means; shown in Dagster.")
-    logical_type: str | None = Field(
-        None, description="Avro logical type, e.g. timestamp-millis or decimal."
-    )
+    logical_type: str | None = Field(None, description="Avro logical type, e.g. timestamp-millis or decimal.")
     precision: int | None = Field(None, description="Decimal precision (total digits).")
     scale: int | None = Field(None, description="Decimal scale (digits after the point).")
     min_length: int | None = Field(None, ge=0, description="Validation: shortest string allowed.")
     max_length: int | None = Field(None, ge=0, description="Validation: longest string allowed.")
     default: Any = Field(UNSET, description="Default for readers of older data.")
     aliases: list[str] = Field(default_factory=list, description="Former names of the field.")
-    order: Literal["ascending", "descending", "ignore"] | None = Field(
-        None, description="Avro sort order."
-    )
+    order: Literal["ascending", "descending", "ignore"] | None = Field(None, description="Avro sort order.")
 
     @property
     def has_default(self) -> bool:
@@ -78,9 +74,7 @@ class ValueSchema(_Model):
     namespace: str | None = Field(None, description="Avro namespace of the record.")
     doc: str | None = Field(None, description="What one record means.")
     version: int = Field(1, ge=1, description="The registry author's version of the schema.")
-    subject: str | None = Field(
-        None, description="Schema registry subject; defaults to '<topic>-value'."
-    )
+    subject: str | None = Field(None, description="Schema registry subject; defaults to '<topic>-value'.")
     compatibility: Compatibility | None = Field(
         None, description="Compatibility level for the subject; BACKWARD when unset."
     )
@@ -97,9 +91,7 @@ class StreamingTopic(_Model):
     num_partitions: int = Field(4, ge=1, description="Number of partitions.")
     replication_factor: int = Field(3, ge=1, description="Replication factor.")
     min_insync_replicas: int = Field(2, ge=1, description="min.insync.replicas.")
-    retention_ms: int = Field(
-        THIRTY_DAYS_MS, ge=-1, description="retention.ms; -1 keeps data forever."
-    )
+    retention_ms: int = Field(THIRTY_DAYS_MS, ge=-1, description="retention.ms; -1 keeps data forever.")
     retention_bytes: int = Field(-1, ge=-1, description="retention.bytes; -1 is unlimited.")
     cleanup_policy: Literal["delete", "compact", "compact,delete", "delete,compact"] = Field(
         "delete", description="cleanup.policy."
@@ -131,9 +123,7 @@ class StreamingTopic(_Model):
     @classmethod
     def _stringify(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {
-                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
-            }
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
         return value
 
 
@@ -243,15 +233,11 @@ class StreamingApplication(_Model):
         False, description="Delete and recreate every topic when the registry is applied."
     )
     topics: dict[str, StreamingTopic] = Field(default_factory=dict, description="By topic id.")
-    pipelines: dict[str, StreamingPipeline] = Field(
-        default_factory=dict, description="By pipeline id."
-    )
+    pipelines: dict[str, StreamingPipeline] = Field(default_factory=dict, description="By pipeline id.")
     schemas: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Resolved Avro schemas by topic id (Avro JSON)."
     )
-    subjects: dict[str, str] = Field(
-        default_factory=dict, description="Schema registry subject by topic id."
-    )
+    subjects: dict[str, str] = Field(default_factory=dict, description="Schema registry subject by topic id.")
 
     _upper_level = field_validator("log_level", mode="before")(_upper)
 

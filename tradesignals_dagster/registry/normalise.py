@@ -31,9 +31,7 @@ for _aliases in MODEL_ALIASES.values():
 Report = Callable[[PathKey, str], None]
 
 
-def normalise(
-    raw: dict[str, Any], aliases: dict[str, tuple[str, ...]], report: Report
-) -> dict[str, Any]:
+def normalise(raw: dict[str, Any], aliases: dict[str, tuple[str, ...]], report: Report) -> dict[str, Any]:
     """Rename alternative spellings to the canonical key; both spellings at once is an error."""
     out = dict(raw)
     for canonical, others in aliases.items():
