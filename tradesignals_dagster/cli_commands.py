@@ -48,6 +48,14 @@ def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingAppli
     return load_registry(settings.registry, pipelines_dir_for(settings, explicit)).require()
 
 
+@command("dev")
+def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradesignals dev``: stack, registry applied, pipelines running, Dagster UI."""
+    from tradesignals_dagster.devmode import run_dev
+
+    return run_dev(settings, port=args.port, keep_running=args.keep_running, ui=not args.no_ui)
+
+
 @command("stack")
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     """``tradesignals stack up|down|status``."""

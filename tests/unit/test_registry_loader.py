@@ -180,3 +180,11 @@ def test_validate_cli_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["valid"] is True and payload["problems"] == []
+
+
+def test_docs_registry_reference_is_current() -> None:
+    from tradesignals_dagster.registry.docs import render
+
+    assert (ROOT / "docs" / "registry.md").read_text() == render(), (
+        "docs/registry.md is stale: python -m tradesignals_dagster.registry.docs > docs/registry.md"
+    )

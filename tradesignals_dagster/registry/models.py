@@ -107,7 +107,7 @@ class StreamingTopic(_Model):
     )
     value_schema: ValueSchema | None = Field(None, description="Inline Avro value schema.")
     reset_topic_on_start: bool = Field(
-        False, description="Delete and recreate the topic when the registry is applied."
+        False, description="Delete and recreate the topic when the application starts (apply --on-start, make dev)."
     )
     compatibility: Compatibility | None = Field(
         None, description="Schema compatibility level for this topic's subject."
@@ -230,7 +230,7 @@ class StreamingApplication(_Model):
     environment: str = Field("development", description="Environment the registry describes.")
     log_level: LogLevel = Field("INFO", description="Default log level.")
     reset_topics_on_start: bool = Field(
-        False, description="Delete and recreate every topic when the registry is applied."
+        False, description="Delete and recreate every topic when the application starts (apply --on-start)."
     )
     topics: dict[str, StreamingTopic] = Field(default_factory=dict, description="By topic id.")
     pipelines: dict[str, StreamingPipeline] = Field(default_factory=dict, description="By pipeline id.")

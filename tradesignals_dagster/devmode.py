@@ -1,0 +1,119 @@
+"""``tradesignals dev`` (``make dev``): the whole product on embedded defaults, one command.
+
+Starts the local stack, materializes every asset of the registry through Dagster (which applies
+the schemas and topics and deploys the pipelines, the same code path as the UI), then runs
+``dagster dev`` on 127.0.0.1 with a persistent instance under the state directory and the
+sensors on. Ctrl-C stops Dagster, the pipelines and the stack, unless ``--keep-running``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from tradesignals_dagster.defs.build import build_definitions
+from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DevError(TradesignalsError):
+    """The dev environment could not be brought up."""
+
+
+def dagster_env(settings: Settings, info: dict[str, str]) -> dict[str, str]:
+    """Environment for Dagster processes: absolute paths, the stack's addresses, DAGSTER_HOME."""
+    home = settings.state_dir.resolve() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    template = PROJECT_ROOT / "dagster.yaml"
+    if template.is_file() and not (home / "dagster.yaml").is_file():
+        shutil.copy(template, home / "dagster.yaml")
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "TRADESIGNALS_REGISTRY": str(settings.registry.resolve()),
+        "TRADESIGNALS_PIPELINES_DIR": str(settings.pipelines_dir.resolve()),
+        "TRADESIGNALS_STATE_DIR": str(settings.state_dir.resolve()),
+        "TRADESIGNALS_BOOTSTRAP_SERVERS": info["bootstrap_servers"],
+        "TRADESIGNALS_SCHEMA_REGISTRY_URL": info["schema_registry_url"],
+    }
+
+
+def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]:
+    """Materialize every materializable asset into the persistent instance; returns the keys."""
+    previous = dict(os.environ)
+    os.environ.update(env)
+    try:
+        run_settings = Settings(
+            registry=settings.registry.resolve(),
+            pipelines_dir=settings.pipelines_dir.resolve(),
+            state_dir=settings.state_dir.resolve(),
+            bootstrap_servers=env["TRADESIGNALS_BOOTSTRAP_SERVERS"],
+            schema_registry_url=env["TRADESIGNALS_SCHEMA_REGISTRY_URL"],
+        )
+        defs = build_definitions(run_settings)
+        graph = defs.resolve_asset_graph()
+        keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+        job = defs.resolve_implicit_global_asset_job_def()
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
+        if not result.success:
+            failures = [
+                f"{e.step_key}: {e.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]
+                for e in result.all_events
+                if e.is_step_failure
+            ]
+            raise DevError("materializing the registry failed:\n" + "\n".join(failures))
+        return sorted(k.to_user_string() for k in keys)
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+
+
+def run_dev(settings: Settings, port: int = 3000, keep_running: bool = False, ui: bool = True) -> int:
+    """Bring everything up, then run ``dagster dev`` until interrupted."""
+    from tradesignals_dagster.deploy.operations import runtime_for
+    from tradesignals_dagster.stack.stack import stack_down, stack_up
+
+    print("starting the local stack (Kafka, schema registry)...", flush=True)
+    info = stack_up(settings)
+    print(f"  kafka {info['bootstrap_servers']}, schema registry {info['schema_registry_url']}", flush=True)
+    env = dagster_env(settings, info)
+    print("materializing schemas, topics and pipelines...", flush=True)
+    for key in materialize_everything(settings, env):
+        print(f"  {key}", flush=True)
+    if not ui:
+        return 0
+    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-m",
+        "tradesignals_dagster.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        return 0
+    finally:
+        if not keep_running:
+            runtime = runtime_for(settings)
+            for status in runtime.list():
+                runtime.stop(status.key)
+            stack_down(settings)
