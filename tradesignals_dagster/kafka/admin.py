@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -25,8 +25,12 @@ from confluent_kafka.admin import (
 
 from tradesignals_dagster.kafka.errors import KafkaAreaError
 
-# Configs the broker reports for every topic that are not worth showing as "live settings".
-_SOURCE_DYNAMIC_TOPIC = 1
+# Errors a freshly created or grown topic answers with until its leaders are elected.
+_TRANSIENT = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 
 
 class KafkaAdminError(KafkaAreaError):
@@ -68,6 +72,21 @@ class KafkaAdmin:
                     f"{what}: Kafka at {self.bootstrap} did not answer in {self._timeout:.0f}s"
                 ) from exc
         return out
+
+    def _retrying(self, call: Any, what: str) -> dict[Any, Any]:
+        """Run ``call`` (which returns futures) until no result is a retriable error, such as
+        NOT_LEADER right after a topic was created, or the deadline passes."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                return self._wait(call(), what)
+            except KafkaAdminError as exc:
+                cause = exc.__cause__
+                err = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+                retriable = err is not None and (err.retriable() or err.code() in _TRANSIENT)
+                if not retriable or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def topic_names(self) -> list[str]:
         """Every topic in the cluster, internal ones (``__*``) excluded."""
@@ -152,13 +171,17 @@ class KafkaAdmin:
     def end_offsets(self, name: str, partitions: int) -> dict[int, int]:
         """The latest offset of each partition (messages ever written, before retention)."""
         request = {TopicPartition(name, p): OffsetSpec.latest() for p in range(partitions)}
-        result = self._wait(self._client.list_offsets(request, request_timeout=self._timeout), "list offsets")
+        result = self._retrying(
+            lambda: self._client.list_offsets(request, request_timeout=self._timeout), "list offsets"
+        )
         return {tp.partition: info.offset for tp, info in result.items()}
 
     def start_offsets(self, name: str, partitions: int) -> dict[int, int]:
         """The earliest retained offset of each partition."""
         request = {TopicPartition(name, p): OffsetSpec.earliest() for p in range(partitions)}
-        result = self._wait(self._client.list_offsets(request, request_timeout=self._timeout), "list offsets")
+        result = self._retrying(
+            lambda: self._client.list_offsets(request, request_timeout=self._timeout), "list offsets"
+        )
         return {tp.partition: info.offset for tp, info in result.items()}
 
     def group_lag(self, group: str, topic: str, partitions: int) -> int | None:

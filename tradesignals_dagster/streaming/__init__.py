@@ -1,0 +1,1 @@
+"""Streaming pipelines: stateful processors that turn input topics into output topics."""

@@ -1,0 +1,1 @@
+"""Processors: the pure per-record logic of streaming pipelines, independent of Kafka."""
