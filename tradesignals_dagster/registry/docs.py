@@ -53,7 +53,8 @@ def render() -> str:
     ]
     for title, model, hidden in SECTIONS:
         aliases = MODEL_ALIASES.get(model.__name__, {})
-        lines += [f"## {title}", "", "| property | also spelled | default | meaning |", "| --- | --- | --- | --- |"]
+        lines += [f"## {title}", "", "| property | also spelled | default | meaning |"]
+        lines.append("| --- | --- | --- | --- |")
         for name, field in model.model_fields.items():
             if name in hidden:
                 continue

@@ -107,7 +107,7 @@ class StreamingTopic(_Model):
     )
     value_schema: ValueSchema | None = Field(None, description="Inline Avro value schema.")
     reset_topic_on_start: bool = Field(
-        False, description="Delete and recreate the topic when the application starts (apply --on-start, make dev)."
+        False, description="Delete and recreate the topic when the application starts (apply --on-start)."
     )
     compatibility: Compatibility | None = Field(
         None, description="Schema compatibility level for this topic's subject."
