@@ -40,6 +40,9 @@ def add_parsers(sub: Any) -> None:
             action="store_true",
             help="delete topics the registry no longer names",
         )
+    from tradesignals_dagster.cli_pipelines import add_pipeline_parsers
+
+    add_pipeline_parsers(sub)
 
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:

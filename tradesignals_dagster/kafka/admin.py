@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -30,6 +30,8 @@ _TRANSIENT = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
 }
 
 
@@ -170,28 +172,48 @@ class KafkaAdmin:
 
     def end_offsets(self, name: str, partitions: int) -> dict[int, int]:
         """The latest offset of each partition (messages ever written, before retention)."""
-        request = {TopicPartition(name, p): OffsetSpec.latest() for p in range(partitions)}
         result = self._retrying(
-            lambda: self._client.list_offsets(request, request_timeout=self._timeout), "list offsets"
+            lambda: self._list_offsets(name, partitions, OffsetSpec.latest), "list offsets"
         )
         return {tp.partition: info.offset for tp, info in result.items()}
 
     def start_offsets(self, name: str, partitions: int) -> dict[int, int]:
         """The earliest retained offset of each partition."""
-        request = {TopicPartition(name, p): OffsetSpec.earliest() for p in range(partitions)}
         result = self._retrying(
-            lambda: self._client.list_offsets(request, request_timeout=self._timeout), "list offsets"
+            lambda: self._list_offsets(name, partitions, OffsetSpec.earliest), "list offsets"
         )
         return {tp.partition: info.offset for tp, info in result.items()}
 
-    def group_lag(self, group: str, topic: str, partitions: int) -> int | None:
-        """Messages the consumer group has yet to commit on ``topic``; None if it never did."""
-        from confluent_kafka import ConsumerGroupTopicPartitions
+    def _list_offsets(self, name: str, partitions: int, spec: Any) -> dict[Any, Any]:
+        request = {TopicPartition(name, p): spec() for p in range(partitions)}
+        return dict(self._client.list_offsets(request, request_timeout=self._timeout))
 
-        req = [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(partitions)])]
-        result = self._wait(self._client.list_consumer_group_offsets(req), "group offsets")
-        committed = next(iter(result.values())).topic_partitions
-        ends = self.end_offsets(topic, partitions)
+    def group_lag(self, group: str, topic: str, partitions: int) -> int | None:
+        """Messages the consumer group has yet to commit on ``topic``; None if it never did.
+
+        Committed offsets are read through a consumer that never joins the group: librdkafka's
+        ListConsumerGroupOffsets admin call crashed the process (segfault in rdk:main) when a
+        retry followed a COORDINATOR_LOAD_IN_PROGRESS answer.
+        """
+        consumer = Consumer({**self._conf, "group.id": group, "enable.auto.commit": "false"})
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            deadline = time.monotonic() + self._timeout
+            while True:
+                try:
+                    committed = consumer.committed(tps, timeout=self._timeout)
+                    break
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    transient = err is not None and (err.retriable() or err.code() in _TRANSIENT)
+                    if not transient or time.monotonic() > deadline:
+                        raise KafkaAdminError(
+                            f"committed offsets of group {group} on {topic}: {err}"
+                        ) from exc
+                    time.sleep(0.1)
+        finally:
+            consumer.close()
         if all(tp.offset < 0 for tp in committed):
             return None
+        ends = self.end_offsets(topic, partitions)
         return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)

@@ -185,7 +185,10 @@ def storage_tool_class(jar_dir: Path) -> str:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in URL-safe base64 without padding."""
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding.
+
+    One in 32 starts with '-', which is why it is passed as ``--cluster-id=<id>``.
+    """
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
@@ -341,7 +344,7 @@ class KafkaBroker:
             return
         args = ["format", "--config", str(self.config_path), "--ignore-formatted"]
         cmd = self._java_command(
-            java, storage_tool_class(self.jar_dir), *args, "--cluster-id", new_cluster_id()
+            java, storage_tool_class(self.jar_dir), *args, f"--cluster-id={new_cluster_id()}"
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if proc.returncode != 0:

@@ -148,6 +148,31 @@ def pid_alive(pid: int | None) -> bool:
     return _proc_state(pid) not in ("Z", "X")
 
 
+def pid_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (field 22 of /proc/<pid>/stat).
+
+    Recorded next to a pid so a later check can tell the same process from a new one that
+    was given the recycled pid. None where /proc is unavailable or the process is gone.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])  # fields after "(comm)" start at field 3: 22 - 3 = 19
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), so a pid recorded before a reboot is never taken as alive."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
 def pid_cmdline(pid: int) -> str | None:
     """The command line of ``pid`` joined by spaces, or None where it cannot be read."""
     try:
@@ -259,17 +284,23 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path, blocking: bool = True) -> Iterator[bool]:
     """Hold an exclusive advisory lock on ``path`` for the duration of the block.
 
-    Serialises concurrent ``stack up`` / ``stack down`` calls on one state directory.
+    Serialises concurrent ``stack up`` / ``stack down`` calls on one state directory, and
+    deploy/stop of one pipeline. With ``blocking`` False the block runs at once and gets
+    False when someone else holds the lock (True otherwise).
     """
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
