@@ -141,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `tradesignals pipelines logs x | head`
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # the last line of defence: a bug, reported without a traceback
         if os.environ.get("TRADESIGNALS_DEBUG"):
             traceback.print_exc()
@@ -153,4 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m tradesignals_dagster.cli`: run the imported module, where subcommands register
+    from tradesignals_dagster.cli import main as _main
+
+    sys.exit(_main())

@@ -87,9 +87,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     else:
         state = "running" if status["running"] else "not running"
         print(
-            f"stack {state}\n  kafka: {status['bootstrap_servers']} "
+            f"stack {state}\n  kafka: {status['bootstrap_servers'] or 'not started'} "
             f"({'ready' if status['kafka'].get('ready') else 'down'})\n"
-            f"  schema registry: {status['schema_registry_url']} "
+            f"  schema registry: {status['schema_registry_url'] or 'not started'} "
             f"({'ready' if status['schema_registry'].get('ready') else 'down'})"
         )
     return 0 if status["running"] else 1
