@@ -80,3 +80,11 @@ def test_any_valid_registry_yields_its_own_graph(tmp_path: Path) -> None:
         "schemas/option_trades-value": [],
         "schemas/option_trades_aggs-value": [],
     }
+
+
+def test_volume_bars_topic_carries_column_lineage_from_trades(tmp_path: Path) -> None:
+    settings = Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
+    graph = build_definitions(settings).resolve_asset_graph()
+    lineage = graph.get(dg.AssetKey(["kafka", "option_trades_aggs"])).metadata["dagster/column_lineage"]
+    vwap = {(d.asset_key.to_user_string(), d.column_name) for d in lineage.deps_by_column["vwap"]}
+    assert vwap == {("kafka/option_trades", "price"), ("kafka/option_trades", "size")}

@@ -284,6 +284,14 @@ CASES: dict[str, tuple[dict[str, str | None], list[str]]] = {
         ),
         ["Pipelines.bars.input: a websocket input needs url"],
     ),
+    "lineage-unknown-field": (
+        _replace(
+            "registry/pipelines.yaml",
+            "        kafka_topic_id: bars\n",
+            "        kafka_topic_id: bars\n      column_lineage:\n        volume: [size]\n",
+        ),
+        ["Pipelines.bars.column_lineage.volume: 'size' is not a field of trades"],
+    ),
     "wrong-type-for-entitlements": (
         _replace(
             "registry/pipelines.yaml",

@@ -40,6 +40,21 @@ def table_schema(avro: dict[str, Any]) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
+def column_lineage(app: StreamingApplication, topic_id: str) -> dg.TableColumnLineage | None:
+    """Field-level lineage of a topic from the ``column_lineage`` its writers declare."""
+    deps: dict[str, list[dg.TableColumnDep]] = {}
+    for key in app.writers_of(topic_id):
+        pipe = app.pipelines[key]
+        source = pipe.input.kafka_topic_id
+        if not source:
+            continue
+        for out_field, in_fields in pipe.column_lineage.items():
+            deps.setdefault(out_field, []).extend(
+                dg.TableColumnDep(asset_key=topic_key(source), column_name=f) for f in in_fields
+            )
+    return dg.TableColumnLineage(deps_by_column=deps) if deps else None
+
+
 def _schema_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.AssetsDefinition:
     subject = app.subjects[topic_id]
     schema = app.schemas[topic_id]
@@ -87,6 +102,9 @@ def _topic_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.Ass
     metadata: dict[str, Any] = {"num_partitions": topic.num_partitions}
     if topic_id in app.schemas:
         metadata["dagster/column_schema"] = table_schema(app.schemas[topic_id])
+    lineage = column_lineage(app, topic_id)
+    if lineage is not None:
+        metadata["dagster/column_lineage"] = lineage
 
     @dg.asset(
         key=topic_key(topic_id),

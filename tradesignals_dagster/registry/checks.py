@@ -133,10 +133,49 @@ def cross_check(app: StreamingApplication, places: dict[str, Any], add: Add, wit
                 msg=f"the pipeline reads and writes the same topic '{out.topic_id}'",
             )
 
+        _check_lineage(app, key, at)
+
     for cycle in _cycles(app):
         first = cycle[0]
         path = " -> ".join([*cycle, first])
         at("pipeline", first, msg=f"pipelines and topics form a cycle: {path}")
+
+
+def _check_lineage(app: StreamingApplication, key: str, at: Callable[..., None]) -> None:
+    """Column lineage must name fields that exist in the output and input schemas."""
+    pipe = app.pipelines[key]
+    if not pipe.column_lineage:
+        return
+    out_schema = app.schemas.get(pipe.output.topic_id or "")
+    in_schema = app.schemas.get(pipe.input.kafka_topic_id or "")
+    if out_schema is None or in_schema is None:
+        at(
+            "pipeline",
+            key,
+            "column_lineage",
+            msg="column_lineage needs Avro schemas on both the input and the output topic",
+        )
+        return
+    out_fields = [f["name"] for f in out_schema.get("fields", [])]
+    in_fields = [f["name"] for f in in_schema.get("fields", [])]
+    for out_field, sources in pipe.column_lineage.items():
+        if out_field not in out_fields:
+            at(
+                "pipeline",
+                key,
+                "column_lineage",
+                out_field,
+                msg=f"'{out_field}' is not a field of {pipe.output.topic_id}{suggest(out_field, out_fields)}",
+            )
+        for src in sources:
+            if src not in in_fields:
+                at(
+                    "pipeline",
+                    key,
+                    "column_lineage",
+                    out_field,
+                    msg=f"'{src}' is not a field of {pipe.input.kafka_topic_id}{suggest(src, in_fields)}",
+                )
 
 
 def _cycles(app: StreamingApplication) -> list[list[str]]:

@@ -208,6 +208,10 @@ class StreamingPipeline(_Model):
     config: dict[str, Any] = Field(
         default_factory=dict, description="Transform parameters, from pipelines/<id>/config.yaml."
     )
+    column_lineage: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Output field -> the input fields it is computed from (shown as column lineage).",
+    )
 
     _upper_level = field_validator("log_level", mode="before")(_upper)
 
