@@ -90,26 +90,18 @@ class KafkaAdmin:
                     raise
                 time.sleep(0.1)
 
-    def topic_names(self) -> list[str]:
-        """Every topic in the cluster, internal ones (``__*``) excluded."""
+    def _metadata(self) -> Any:
         try:
-            meta = self._client.list_topics(timeout=self._timeout)
+            return self._client.list_topics(timeout=self._timeout)
         except KafkaException as exc:
             raise KafkaUnavailableError(
                 f"cannot reach Kafka at {self.bootstrap} within {self._timeout:.0f}s "
                 f"({exc.args[0]}); is it running? For the local stack: tradesignals stack up"
             ) from exc
-        return sorted(t for t in meta.topics if not t.startswith("__"))
 
     def describe(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Partitions, replication factor and explicitly set configs of existing topics."""
-        try:
-            meta = self._client.list_topics(timeout=self._timeout)
-        except KafkaException as exc:
-            raise KafkaUnavailableError(
-                f"cannot reach Kafka at {self.bootstrap} within {self._timeout:.0f}s "
-                f"({exc.args[0]}); is it running? For the local stack: tradesignals stack up"
-            ) from exc
+        meta = self._metadata()
         wanted = set(names) if names is not None else None
         found = {
             name: t
