@@ -22,6 +22,11 @@ def add_parsers(sub: Any) -> None:
     stack.add_argument("--registry-port", type=int, help="schema registry port")
     stack.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    dev = sub.add_parser("dev", parents=[common], help="run everything locally with the Dagster UI")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port on 127.0.0.1")
+    dev.add_argument("--keep-running", action="store_true", help="leave the stack and pipelines up on exit")
+    dev.add_argument("--no-ui", action="store_true", help="bring everything up, then exit")
+
     for name, text in (
         ("plan", "show what apply would change"),
         ("apply", "make topics and schemas match the registry"),

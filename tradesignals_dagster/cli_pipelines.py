@@ -10,7 +10,6 @@ add its parser to the subparsers object :func:`add_pipeline_parsers` returns (``
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -283,14 +282,17 @@ def act_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     app, _ = _registry(args, settings)
     key = _chosen(app, [args.id])[0]
-    result = replay_file(app, key, args.input, args.output, dict(args.overrides))
-    counts: Any = result
-    if dataclasses.is_dataclass(result) and not isinstance(result, type):
-        counts = dataclasses.asdict(result)
+    result = replay_file(
+        app, key, args.input, args.output, dict(args.overrides), pipelines_dir=settings.pipelines_dir
+    )
+    counts = result.as_dict()
     if args.json:
         print(json.dumps(counts, indent=2, default=str))
-    elif isinstance(counts, dict):
-        print(", ".join(f"{k}: {v}" for k, v in counts.items()) + f" -> {args.output}")
     else:
-        print(f"{counts} -> {args.output}")
+        print(
+            f"{key}: {result.records_in} record(s) in, {result.records_out} out, "
+            f"{result.rejected} rejected -> {args.output}"
+        )
+        for rejection in result.rejections:
+            print(f"  rejected: {rejection}", file=sys.stderr)
     return 0

@@ -12,7 +12,6 @@ import signal
 import sys
 import textwrap
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -311,38 +310,3 @@ def test_cli_usage_errors(project: list[str], capsys: pytest.CaptureFixture[str]
     assert code == 2 and "no pipeline 'nope'" in err and "alpha" in err
     code, _, err = _run(capsys, "pipelines", "logs", "alpha", *project)
     assert code == 2 and "never been started" in err
-
-
-def test_cli_replay_passes_overrides_to_replay_file(
-    project: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    calls: list[tuple[Any, ...]] = []
-
-    def replay_file(
-        app: Any, key: str, input_path: Path, output_path: Path, overrides: dict[str, Any]
-    ) -> Any:
-        calls.append((key, input_path, output_path, overrides))
-        return {"records_in": 10, "records_out": 2}
-
-    fake = types.ModuleType("tradesignals_dagster.streaming.replay")
-    fake.replay_file = replay_file  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "tradesignals_dagster.streaming.replay", fake)
-    code, out, _ = _run(
-        capsys,
-        "pipelines",
-        "replay",
-        "alpha",
-        "--input",
-        str(tmp_path / "in.jsonl"),
-        "--output",
-        str(tmp_path / "out.jsonl"),
-        "--set",
-        "bar_volume=100",
-        "--set",
-        "split_trades=true",
-        *project,
-    )
-    assert code == 0 and "records_in: 10, records_out: 2" in out
-    assert calls == [
-        ("alpha", tmp_path / "in.jsonl", tmp_path / "out.jsonl", {"bar_volume": 100, "split_trades": True})
-    ]

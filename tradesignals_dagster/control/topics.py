@@ -41,8 +41,8 @@ def topic_configs(topic: StreamingTopic) -> dict[str, str]:
 
 
 def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
-    """Every topic the application needs: the registry's, plus each kafka-input pipeline's
-    dead-letter topic and its state (changelog) topic."""
+    """Every topic the application needs: the registry's, plus each pipeline's dead-letter topic
+    and, for pipelines that read Kafka, their state (changelog) topic."""
     out: dict[str, TopicSpec] = {}
     for tid, topic in app.topics.items():
         out[tid] = TopicSpec(
@@ -53,9 +53,11 @@ def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
             topic.reset_topic_on_start or app.reset_topics_on_start,
         )
     for key, pipe in app.pipelines.items():
-        if pipe.input.type != "kafka" or pipe.input.kafka_topic_id not in app.topics:
+        kafka_input = pipe.input.type == "kafka" and pipe.input.kafka_topic_id in app.topics
+        source_id = pipe.input.kafka_topic_id if kafka_input else pipe.output.topic_id
+        if source_id not in app.topics:
             continue
-        source = app.topics[pipe.input.kafka_topic_id]
+        source = app.topics[source_id]
         base = {"min.insync.replicas": str(source.min_insync_replicas)}
         dlq = pipe.dlq_topic()
         if dlq not in out:
@@ -66,14 +68,15 @@ def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
                 {**base, "retention.ms": str(DLQ_RETENTION_MS), "cleanup.policy": "delete"},
                 derived_from=key,
             )
-        state = state_topic(key)
-        out[state] = TopicSpec(
-            state,
-            source.num_partitions,
-            source.replication_factor,
-            {**base, "cleanup.policy": "compact"},
-            derived_from=key,
-        )
+        if kafka_input:
+            state = state_topic(key)
+            out[state] = TopicSpec(
+                state,
+                source.num_partitions,
+                source.replication_factor,
+                {**base, "cleanup.policy": "compact"},
+                derived_from=key,
+            )
     return out
 
 

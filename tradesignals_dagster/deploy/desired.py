@@ -20,7 +20,11 @@ def config_hash(app: StreamingApplication, key: str) -> str:
     topics = [t for t in (pipe.input.kafka_topic_id, pipe.output.topic_id) if t]
     payload = {
         "pipeline": pipe.model_dump(mode="json"),
-        "topics": {t: app.topics[t].model_dump(mode="json") for t in topics if t in app.topics},
+        "topics": {
+            t: app.topics[t].model_dump(mode="json", exclude={"value_schema"})
+            for t in topics
+            if t in app.topics
+        },
         "schemas": {t: app.schemas.get(t) for t in topics},
         "log_level": app.log_level,
     }

@@ -18,9 +18,9 @@ from tradesignals_dagster.settings import Settings
 def pipeline_topics(app: StreamingApplication, key: str) -> set[str]:
     """Every topic pipeline ``key`` reads or writes, derived ones included."""
     pipe = app.pipelines[key]
-    topics = {t for t in (pipe.input.kafka_topic_id, pipe.output.topic_id) if t}
+    topics = {t for t in (pipe.input.kafka_topic_id, pipe.output.topic_id) if t} | {pipe.dlq_topic()}
     if pipe.input.type == "kafka":
-        topics |= {pipe.dlq_topic(), state_topic(key)}
+        topics.add(state_topic(key))
     return topics
 
 

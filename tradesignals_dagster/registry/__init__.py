@@ -1,7 +1,7 @@
 """The YAML registry: typed models, a line-aware loader and the cross-checks."""
 
 from tradesignals_dagster.registry.errors import Problem, RegistryError
-from tradesignals_dagster.registry.loader import LoadResult, load_registry
+from tradesignals_dagster.registry.loader import LoadResult, load_application, load_registry
 from tradesignals_dagster.registry.models import (
     StreamingApplication,
     StreamingPipeline,
@@ -23,5 +23,6 @@ __all__ = [
     "StreamingPipelineTopics",
     "StreamingTopic",
     "ValueSchema",
+    "load_application",
     "load_registry",
 ]

@@ -1,0 +1,64 @@
+"""Errors of the pipeline runtime (inputs, outputs, state, runner, replay).
+
+Every class derives from :class:`StreamingError`, itself a :class:`TradesignalsError`, so a
+pipeline's ``main`` can log any of them as one structured line and exit with its code. The
+messages say what to do: most failures at start-up are a registry that was not applied.
+"""
+
+from __future__ import annotations
+
+from tradesignals_dagster.errors import TradesignalsError
+
+
+class StreamingError(TradesignalsError):
+    """Base class for every error of the pipeline runtime."""
+
+
+class PipelineConfigError(StreamingError):
+    """The pipeline's registry entry, config.yaml or overrides cannot be run as written."""
+
+    exit_code = 2
+
+
+class SchemaNotRegisteredError(PipelineConfigError):
+    """A topic's schema is not (or not in this version) registered under its subject."""
+
+
+class TopicMissingError(PipelineConfigError):
+    """A topic the pipeline needs does not exist in the cluster."""
+
+
+class InputError(StreamingError):
+    """An input could not be opened or read (bad file, unreachable feed, bad custom class)."""
+
+
+class RecordError(StreamingError):
+    """One record cannot be turned into a record of its schema (wrong type, missing field...).
+
+    Raised per record by :class:`~tradesignals_dagster.streaming.records.RecordSchema.coerce`;
+    the runner dead-letters the record and carries on.
+    """
+
+
+class DeliveryError(StreamingError):
+    """The broker did not acknowledge produced records; offsets were not committed."""
+
+
+class TransactionError(StreamingError):
+    """A Kafka transaction failed; the process exits so a restart resumes from the last commit."""
+
+
+class StateRestoreError(StreamingError):
+    """The processor's state could not be read back from the state topic."""
+
+
+class DeadLetterStopError(StreamingError):
+    """A record was rejected and the pipeline's dead-letter policy is ``stop``.
+
+    Nothing of the batch was committed, so a restart meets the same record again: fix the
+    record or switch ``runtime.dead_letter`` back to ``dead_letter``.
+    """
+
+
+class ProcessorError(StreamingError):
+    """The transform failed in a way that does not name a single bad record (a bug)."""
