@@ -245,3 +245,27 @@ def test_broker_down_is_a_clear_error_within_seconds(tmp_path: Path) -> None:
     with pytest.raises(KafkaUnavailableError, match=f"cannot reach Kafka at 127.0.0.1:{port}"):
         ControlPlane.from_settings(settings).plan(app)
     assert time.monotonic() - started < 10
+
+
+def test_cli_apply_on_the_flagship_registry_then_nothing_to_do(
+    stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).parent.parent.parent
+    monkeypatch.setenv("TRADESIGNALS_BOOTSTRAP_SERVERS", stack.bootstrap_servers)
+    monkeypatch.setenv("TRADESIGNALS_SCHEMA_REGISTRY_URL", stack.schema_registry_url)
+    args = [
+        "--registry",
+        str(root / "registry"),
+        "--pipelines",
+        str(root / "pipelines"),
+        "--state-dir",
+        str(tmp_path),
+    ]
+    assert main(["apply", *args]) == 0
+    first = capsys.readouterr().out
+    assert "+ option_trades: create with 4 partition(s)" in first
+    assert "+ option_trades_aggs-value: register version 1" in first
+    assert main(["apply", *args]) == 0
+    second = capsys.readouterr().out
+    assert second.startswith("No changes")
+    assert partitions_of(stack.bootstrap_servers, "option_trades_aggs") == 4
