@@ -1,7 +1,7 @@
 """Fixtures that run the real local stack (Kafka broker + schema registry) for integration tests.
 
 Everything under ``tests/integration`` is marked ``integration``. The broker jars are cached
-across runs in :func:`~tradesignals_dagster.stack.kafka_broker.shared_jar_cache`
+across runs in :func:`~tradesignals_dagster.stack.jars.shared_jar_cache`
 (``$TRADESIGNALS_KAFKA_CACHE`` or ``~/.cache/tradesignals``); each session's broker and
 registry get their own temporary state dir and free ports. A stack that cannot start fails
 the tests that need it: nothing here skips.
@@ -19,7 +19,8 @@ import pytest
 
 from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.stack.errors import StackError
-from tradesignals_dagster.stack.kafka_broker import KafkaBroker, resolve_jars, shared_jar_cache
+from tradesignals_dagster.stack.jars import resolve_jars, shared_jar_cache
+from tradesignals_dagster.stack.kafka_broker import KafkaBroker
 from tradesignals_dagster.stack.stack import stack_down, stack_up
 
 _HERE = Path(__file__).resolve().parent

@@ -21,7 +21,8 @@ from tradesignals_dagster.stack.errors import (
     JavaMissingError,
     PortInUseError,
 )
-from tradesignals_dagster.stack.kafka_broker import KAFKA_VERSION, KafkaBroker, resolve_jars
+from tradesignals_dagster.stack.jars import KAFKA_VERSION, resolve_jars
+from tradesignals_dagster.stack.kafka_broker import KafkaBroker
 from tradesignals_dagster.stack.process import http_ok, pid_alive, port_in_use, tcp_open
 from tradesignals_dagster.stack.stack import stack_down, stack_status, stack_up
 

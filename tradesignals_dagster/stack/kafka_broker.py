@@ -10,13 +10,9 @@ one JVM), listens on 127.0.0.1 only, and is started as a detached process so it 
 from __future__ import annotations
 
 import base64
-import os
-import re
-import shutil
 import subprocess
 import time
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +21,21 @@ from confluent_kafka.admin import AdminClient
 
 from tradesignals_dagster.stack.errors import (
     BrokerStartError,
-    JarResolveError,
-    JavaMissingError,
     PortInUseError,
     StackError,
+)
+from tradesignals_dagster.stack.jars import (
+    KAFKA_VERSION,
+    check_java,
+    jars_complete,
+    resolve_jars,
+    storage_tool_class,
 )
 from tradesignals_dagster.stack.process import (
     LOCALHOST,
     find_free_port,
     last_lines,
-    pid_matches,
     port_in_use,
-    read_json,
     start_detached,
     stop_pid,
     tail,
@@ -44,16 +43,10 @@ from tradesignals_dagster.stack.process import (
     wait_until,
     write_json,
 )
+from tradesignals_dagster.stack.service import LocalService
 
-KAFKA_VERSION = "4.1.1"
-"""The Apache Kafka release the stack runs; keep in step with ``kafka.version`` in pom.xml."""
-SCALA_VERSION = "2.13"
-CACHE_ENV = "TRADESIGNALS_KAFKA_CACHE"
 DEFAULT_HEAP = "768m"
-MIN_JAVA = 17
 _BROKER_MAIN = "kafka.Kafka"
-_STORAGE_TOOLS = ("kafka.tools.StorageTool", "org.apache.kafka.tools.StorageTool")
-_COMPLETE = ".complete"
 
 _LOG4J2 = """\
 status = warn
@@ -71,117 +64,6 @@ logger.statechange.level = WARN
 logger.request.name = kafka.request.logger
 logger.request.level = WARN
 """
-
-
-def shared_jar_cache() -> Path:
-    """The jar directory shared by every broker instance of this Kafka version.
-
-    ``$TRADESIGNALS_KAFKA_CACHE`` (read at call time) or ``~/.cache/tradesignals`` is the
-    root; the version is part of the path so an upgrade never mixes jars.
-    """
-    root = os.environ.get(CACHE_ENV) or str(Path.home() / ".cache" / "tradesignals")
-    return Path(root).expanduser() / f"kafka-{KAFKA_VERSION}" / "lib"
-
-
-def check_java(java: str = "java") -> str:
-    """The path of a Java 17+ runtime, or :class:`JavaMissingError` saying what to install."""
-    path = shutil.which(java)
-    if path is None:
-        raise JavaMissingError(
-            f"'{java}' was not found on PATH. The local Kafka broker needs Java {MIN_JAVA} "
-            "or newer (Debian: apt-get install -y openjdk-17-jre-headless)."
-        )
-    try:
-        out = subprocess.run([path, "-version"], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise JavaMissingError(f"Could not run '{path} -version': {exc}") from exc
-    text = out.stderr + out.stdout
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', text)
-    if match:
-        major = int(match.group(1))
-        if major == 1 and match.group(2):  # "1.8.0_x" style
-            major = int(match.group(2))
-        if major < MIN_JAVA:
-            raise JavaMissingError(
-                f"{path} is Java {major}; Kafka {KAFKA_VERSION} needs Java {MIN_JAVA} or newer."
-            )
-    return path
-
-
-def _jars_complete(jar_dir: Path) -> bool:
-    """Whether ``jar_dir`` holds a finished resolve of this Kafka version."""
-    marker = jar_dir / _COMPLETE
-    return (
-        marker.is_file()
-        and marker.read_text().strip() == KAFKA_VERSION
-        and (jar_dir / f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar").is_file()
-    )
-
-
-def resolve_jars(jar_dir: Path, *, mvn: str = "mvn", timeout: float = 900.0) -> Path:
-    """Make ``jar_dir`` hold the broker's classpath, resolving it with Maven if needed.
-
-    A finished directory is reused as is. Otherwise the jars are copied into a scratch
-    directory beside it and renamed into place, so an interrupted or concurrent resolve
-    never leaves a half-filled classpath behind.
-    """
-    if _jars_complete(jar_dir):
-        return jar_dir
-    mvn_path = shutil.which(mvn)
-    if mvn_path is None:
-        raise JavaMissingError(
-            f"'{mvn}' (Apache Maven) was not found on PATH; it fetches the Kafka broker jars "
-            "from Maven Central (Debian: apt-get install -y maven)."
-        )
-    jar_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = jar_dir.parent / f".resolve-{uuid.uuid4().hex[:8]}"
-    scratch.mkdir()
-    try:
-        pom = scratch / "pom.xml"
-        shutil.copyfile(Path(__file__).with_name("pom.xml"), pom)
-        out_dir = scratch / "lib"
-        cmd = [mvn_path, "-B", "-q", "-f", str(pom), "dependency:copy-dependencies"]
-        cmd += [f"-DoutputDirectory={out_dir}", "-DincludeScope=runtime"]
-        try:
-            proc = subprocess.run(
-                cmd, cwd=scratch, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise JarResolveError(
-                f"Maven did not finish resolving Kafka {KAFKA_VERSION} within {timeout:.0f}s."
-            ) from exc
-        output = last_lines(proc.stdout + proc.stderr)
-        if proc.returncode != 0:
-            raise JarResolveError(
-                f"Maven could not resolve the Kafka {KAFKA_VERSION} broker jars "
-                f"(exit {proc.returncode}) with: {' '.join(cmd)}\n{output}"
-            )
-        (out_dir / _COMPLETE).write_text(KAFKA_VERSION)
-        if not _jars_complete(out_dir):
-            raise JarResolveError(
-                f"Maven finished but kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar is not in {out_dir}.\n{output}"
-            )
-        if jar_dir.exists() and not _jars_complete(jar_dir):
-            shutil.rmtree(jar_dir)
-        try:
-            out_dir.rename(jar_dir)
-        except OSError:
-            if not _jars_complete(jar_dir):  # a concurrent resolve did not win either
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return jar_dir
-
-
-def storage_tool_class(jar_dir: Path) -> str:
-    """The main class of Kafka's storage formatter in this release's jars."""
-    for name in _STORAGE_TOOLS:
-        entry = name.replace(".", "/") + ".class"
-        for jar in sorted(jar_dir.glob("kafka*.jar")):
-            with zipfile.ZipFile(jar) as zf:
-                if entry in zf.namelist():
-                    return name
-    raise JarResolveError(f"No Kafka StorageTool class found in the jars under {jar_dir}.")
 
 
 def new_cluster_id() -> str:
@@ -226,7 +108,7 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-class KafkaBroker:
+class KafkaBroker(LocalService):
     """One local broker instance: its files under ``<state_dir>/kafka`` and its process.
 
     ``port`` / ``controller_port`` of None mean: the ports this instance used last time if
@@ -260,27 +142,16 @@ class KafkaBroker:
 
     # -- recorded state -------------------------------------------------------------------
 
+    def identity(self) -> str:
+        """The config file path, unique to this instance."""
+        return str(self.config_path)
+
     def _recorded_jar_dir(self) -> Path:
         """The jar dir the last start used, if still complete, else ``<home>/lib``."""
         recorded = self._state().get("jar_dir")
-        if recorded and _jars_complete(Path(recorded)):
+        if recorded and jars_complete(Path(recorded)):
             return Path(recorded)
         return self.home / "lib"
-
-    def _state(self) -> dict[str, Any]:
-        return read_json(self.state_path)
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of this instance's broker if it is running, else None."""
-        pid = self._state().get("pid")
-        return int(pid) if pid and pid_matches(int(pid), str(self.config_path)) else None
-
-    @property
-    def port(self) -> int | None:
-        """The client (PLAINTEXT) port this instance last started on."""
-        value = self._state().get("port")
-        return int(value) if value else None
 
     @property
     def controller_port(self) -> int | None:
@@ -411,14 +282,6 @@ class KafkaBroker:
         state["startup_seconds"] = round(time.monotonic() - started, 2)
         write_json(self.state_path, state)
         return self.status()
-
-    def stop(self, timeout: float = 20.0) -> bool:
-        """Stop the broker: SIGTERM, then SIGKILL after ``timeout``. True if one was running."""
-        pid = self.pid
-        state = self._state()
-        if state.get("pid"):
-            write_json(self.state_path, state | {"pid": None})
-        return stop_pid(pid, timeout=timeout) if pid is not None else False
 
     def status(self) -> dict[str, Any]:
         """Whether the broker runs and answers, with its pid, ports, log and data paths."""

@@ -18,13 +18,13 @@ from typing import Any
 import tradesignals_dagster
 from tradesignals_dagster.settings import STACK_FILE, Settings
 from tradesignals_dagster.stack.errors import PortInUseError, RegistryStartError, StackError
-from tradesignals_dagster.stack.kafka_broker import KafkaBroker, shared_jar_cache
+from tradesignals_dagster.stack.jars import shared_jar_cache
+from tradesignals_dagster.stack.kafka_broker import KafkaBroker
 from tradesignals_dagster.stack.process import (
     LOCALHOST,
     file_lock,
     find_free_port,
     http_ok,
-    pid_matches,
     port_in_use,
     read_json,
     start_detached,
@@ -33,11 +33,12 @@ from tradesignals_dagster.stack.process import (
     wait_until,
     write_json,
 )
+from tradesignals_dagster.stack.service import LocalService
 
 REGISTRY_MODULE = "tradesignals_dagster.stack.schema_registry"
 
 
-class SchemaRegistryService:
+class SchemaRegistryService(LocalService):
     """The project's Confluent-API schema registry run as a detached process.
 
     Its database, log and pid live under ``<state_dir>/schema-registry``. ``port`` of None
@@ -52,20 +53,9 @@ class SchemaRegistryService:
         self.python = python or sys.executable
         self._want_port = port
 
-    def _state(self) -> dict[str, Any]:
-        return read_json(self.state_path)
-
-    @property
-    def pid(self) -> int | None:
-        """The pid of this instance's registry if it is running, else None."""
-        pid = self._state().get("pid")
-        return int(pid) if pid and pid_matches(int(pid), str(self.db_path)) else None
-
-    @property
-    def port(self) -> int | None:
-        """The port this instance last started on."""
-        value = self._state().get("port")
-        return int(value) if value else None
+    def identity(self) -> str:
+        """The database path, unique to this instance."""
+        return str(self.db_path)
 
     @property
     def url(self) -> str | None:
@@ -135,14 +125,6 @@ class SchemaRegistryService:
         state["startup_seconds"] = round(time.monotonic() - started, 2)
         write_json(self.state_path, state)
         return self.status()
-
-    def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the registry: SIGTERM, then SIGKILL. True if one was running."""
-        pid = self.pid
-        state = self._state()
-        if state.get("pid"):
-            write_json(self.state_path, state | {"pid": None})
-        return stop_pid(pid, timeout=timeout) if pid is not None else False
 
     def status(self) -> dict[str, Any]:
         """Whether the registry runs and answers, with its pid, port, URL, log and db."""
