@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.request
+from pathlib import Path
 from typing import Any
 
 from tradesignals_dagster.control.apply import ControlPlane
@@ -60,3 +62,25 @@ def consumer_lag(control: ControlPlane, app: StreamingApplication, key: str) -> 
     if live is None:
         return None
     return control.admin.group_lag(pipe.consumer_group(), topic, live.partitions)
+
+
+def pipeline_metrics(state_dir: Path, key: str, timeout_s: float = 2.0) -> dict[str, float]:
+    """The counters a running pipeline exposes on its metrics endpoint (records in/out, DLQ,
+    lag...), by series name without the ``tradesignals_`` prefix; empty when it does not answer."""
+    from tradesignals_dagster.streaming.metrics import metrics_port_file
+
+    try:
+        port = int(metrics_port_file(state_dir, key).read_text().strip())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as resp:
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("tradesignals_") and "_bucket" not in line:
+            name, _, value = line.partition("{")[0], None, line.rsplit(" ", 1)[-1]
+            try:
+                out[name.removeprefix("tradesignals_")] = float(value)
+            except ValueError:
+                continue
+    return out

@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from tradesignals_dagster.control.inspect import consumer_lag
+from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
 from tradesignals_dagster.defs.keys import pipeline_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
@@ -69,10 +69,12 @@ def redeploy_requests(
 def health_requests(
     tradesignals: TradesignalsResource, cursor: dict[str, Any], now: float
 ) -> tuple[list[dg.RunRequest], dict[str, Any], list[dg.AssetObservation]]:
-    """Run requests that restart crashed pipelines with backoff, plus lag observations."""
+    """Run requests that restart crashed pipelines with backoff, plus lag and throughput
+    observations (from each pipeline's metrics endpoint) for the UI to plot."""
     app = tradesignals.app()
     runtime = tradesignals.runtime()
     control = tradesignals.control()
+    state_dir = tradesignals.settings().state_dir
     requests, observations, new_cursor = [], [], dict(cursor)
     for key in sorted(app.pipelines):
         status = runtime.status(key)
@@ -81,6 +83,7 @@ def health_requests(
             lag = None
             with contextlib.suppress(TradesignalsError):
                 lag = consumer_lag(control, app, key)
+            metrics = pipeline_metrics(state_dir, key)
             observations.append(
                 dg.AssetObservation(
                     asset_key=pipeline_key(key),
@@ -88,6 +91,9 @@ def health_requests(
                         "state": status.state,
                         "consumer_lag": -1 if lag is None else lag,
                         "restarts": status.restarts,
+                        "records_in_total": int(metrics.get("records_in_total", -1)),
+                        "records_out_total": int(metrics.get("records_out_total", -1)),
+                        "dlq_total": int(metrics.get("dlq_total", -1)),
                     },
                 )
             )
