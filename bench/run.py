@@ -8,7 +8,7 @@ import sys
 
 from bench.common import Result, save, table
 
-GROUPS = ["registry", "definitions"]
+GROUPS = ["registry", "definitions", "streaming"]
 
 
 def main() -> int:

@@ -6,7 +6,8 @@
     bar_volume: 500
     runtime:
       batch_size: 10000        # messages per poll/commit cycle
-      poll_timeout_s: 0.2      # longest wait for a batch (bounds SIGTERM latency)
+      poll_timeout_s: 0.005    # longest wait for a batch to fill
+      checkpoint_interval_s: 0.25  # state + offsets committed together this often
       dead_letter: dead_letter # or: stop (a rejected record stops the pipeline, uncommitted)
       key_field: symbol        # output message key (None: no key)
 
@@ -37,7 +38,20 @@ class RuntimeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     batch_size: int = Field(10_000, ge=1, description="Most messages handled per poll/commit cycle.")
-    poll_timeout_s: float = Field(0.2, gt=0, le=10, description="Longest wait for a batch.")
+    poll_timeout_s: float = Field(
+        0.005,
+        gt=0,
+        le=10,
+        description="Longest wait for a batch to fill; a busy input fills batches while the previous "
+        "one is processed, so this only bounds the latency of a quiet one.",
+    )
+    checkpoint_interval_s: float = Field(
+        0.25,
+        ge=0,
+        le=60,
+        description="At-least-once: how often state snapshots are flushed and input offsets "
+        "committed; a crash replays at most this much input (outputs repeat with the same identity).",
+    )
     dead_letter: Literal["dead_letter", "stop"] = Field(
         "dead_letter",
         description="dead_letter: rejected records go to the DLQ topic and the pipeline goes on; "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -123,12 +123,12 @@ class KafkaSource:
         errors = [m for m in msgs if m.error() is not None]
         if errors:
             for m in errors:
-                self._message_error(m.error())  # type: ignore[arg-type]
+                self._message_error(cast(KafkaError, m.error()))
             msgs = [m for m in msgs if m.error() is None]
             if not msgs:
                 return None
         values = [m.value() for m in msgs]
-        positions: list[tuple[int, int]] = [(m.partition(), m.offset()) for m in msgs]  # type: ignore[misc]
+        positions = cast(list[tuple[int, int]], [(m.partition(), m.offset()) for m in msgs])
         records, failures = self.serde.decode_batch(values)
         rejections = [Rejection(f.index, "decode", str(f.error), type(f.error).__name__) for f in failures]
         return Batch(

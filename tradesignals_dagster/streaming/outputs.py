@@ -184,10 +184,10 @@ class KafkaOutput:
         n = len(values)
         for i in range(n):
             key = keys[i] if keys is not None else None
-            hdrs = headers[i] if headers is not None else None
+            hdrs: Any = headers[i] if headers is not None else None
             while True:
                 try:
-                    produce(topic, values[i], key, headers=hdrs)  # type: ignore[arg-type]
+                    produce(topic, values[i], key, headers=hdrs)
                     break
                 except BufferError:
                     poll(0.05)

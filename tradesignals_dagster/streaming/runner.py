@@ -4,7 +4,7 @@ Per batch (at-least-once, the default)::
 
     poll N messages -> decode in batch -> validate -> process -> encode in batch
       -> produce outputs + dead letters -> flush (all acknowledged)
-      -> produce state snapshots -> flush -> commit input offsets
+      -> every checkpoint_interval_s: produce state snapshots -> flush -> commit input offsets
 
 With ``delivery: exactly_once`` the produce steps run in one Kafka transaction that also holds
 the input offsets (``send_offsets_to_transaction``); consumers read ``read_committed``. A
@@ -162,6 +162,9 @@ class PipelineRunner:
         self._state: StateStore | None = None
         self._out_serde: AvroSerde | None = None
         self._sequence = 0
+        self._pending_offsets: dict[int, int] = {}
+        self._uncheckpointed = False
+        self._last_checkpoint = time.monotonic()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -289,7 +292,10 @@ class PipelineRunner:
 
     def _loop(self) -> StopReason:
         try:
-            return self._batches()
+            reason = self._batches()
+            if not self.transactional:
+                self._checkpoint()  # only after a clean stop: outputs of every batch are flushed
+            return reason
         finally:
             self._refresh_gauges()
 
@@ -307,9 +313,12 @@ class PipelineRunner:
             batch = self._poll(opts.batch_size, opts.poll_timeout_s)
             if batch is not None and len(batch):
                 out, dlq, snaps = self._handle(batch)
+                snaps += self._checkpoint_if_due()
                 self.metrics.observe_batch(time.perf_counter() - t0, len(batch), out, dlq, snaps)
-            elif self._feed is not None and self._feed.exhausted:
-                return "exhausted"
+            else:
+                self._checkpoint_if_due()  # a quiet input still gets its last batch committed
+                if self._feed is not None and self._feed.exhausted:
+                    return "exhausted"
             now = time.monotonic()
             if now >= next_lag:
                 self._refresh_gauges()
@@ -376,11 +385,11 @@ class PipelineRunner:
             output.produce(self.out_topic, values, keys, headers)
             output.produce(self.dlq_topic, dlq_values, dlq_keys, dlq_hdrs)
             output.flush(self.options.flush_timeout_s)
-            snapshots = self._produce_state()
-            if snapshots:
-                output.flush(self.options.flush_timeout_s)
-            if self._kafka is not None:
-                self._kafka.commit(batch.offsets)
+            self._uncheckpointed = True
+            pending = self._pending_offsets
+            for partition, offset in batch.offsets.items():
+                if offset > pending.get(partition, -1):
+                    pending[partition] = offset
         if result.rejections:
             self.log.warning(
                 "records dead-lettered",
@@ -392,6 +401,32 @@ class PipelineRunner:
                 },
             )
         return len(values), len(dlq_values), snapshots
+
+    def _checkpoint_if_due(self) -> int:
+        if self.transactional or not self._uncheckpointed:
+            return 0
+        if time.monotonic() - self._last_checkpoint < self.options.checkpoint_interval_s:
+            return 0
+        return self._checkpoint()
+
+    def _checkpoint(self) -> int:
+        """At-least-once: make state and input offsets durable together, after the outputs.
+
+        Runs every ``checkpoint_interval_s`` rather than every batch, so a batch costs one broker
+        round trip (the output flush) on the latency path. A crash replays the input since the
+        last checkpoint from the state of that checkpoint: the same outputs, with the same
+        identity, are produced again; none is lost.
+        """
+        assert self._output is not None
+        snapshots = self._produce_state()
+        if snapshots:
+            self._output.flush(self.options.flush_timeout_s)
+        if self._kafka is not None and self._pending_offsets:
+            self._kafka.commit(dict(self._pending_offsets))
+        self._pending_offsets.clear()
+        self._uncheckpointed = False
+        self._last_checkpoint = time.monotonic()
+        return snapshots
 
     def _produce_state(self) -> int:
         if self._state is None:
