@@ -11,7 +11,9 @@ from typing import Any
 
 import dagster as dg
 
+from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.control.inspect import fingerprint, schema_facts, topic_facts
+from tradesignals_dagster.control.plan import Plan
 from tradesignals_dagster.defs.keys import feed_key, pipeline_key, schema_key, topic_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.operations import deploy_pipeline
@@ -21,6 +23,27 @@ from tradesignals_dagster.registry.models import StreamingApplication
 
 def _failure(exc: TradesignalsError) -> dg.Failure:
     return dg.Failure(description=str(exc))
+
+
+def apply_scope(
+    context: dg.AssetExecutionContext,
+    tradesignals: TradesignalsResource,
+    topics: set[str] | None = None,
+    subjects: set[str] | None = None,
+) -> tuple[ControlPlane, Plan]:
+    """Plan and apply the registry for these topics/subjects, logging what changed; a refusal
+    (e.g. an incompatible schema) fails the step with the reason."""
+    try:
+        control = tradesignals.control()
+        plan = control.plan(tradesignals.app(), topics=topics, subjects=subjects)
+        control.apply(plan)
+    except TradesignalsError as exc:
+        raise _failure(exc) from exc
+    for change in plan.changes:
+        context.log.info(f"{change.target}: {change.summary}")
+    for notice in plan.notices:
+        context.log.warning(f"{notice.target}: {notice.summary}")
+    return control, plan
 
 
 def table_schema(avro: dict[str, Any]) -> dg.TableSchema:
@@ -70,15 +93,11 @@ def _schema_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.As
     def _schema(
         context: dg.AssetExecutionContext, tradesignals: TradesignalsResource
     ) -> dg.MaterializeResult:
+        control, plan = apply_scope(context, tradesignals, subjects={subject})
         try:
-            control = tradesignals.control()
-            plan = control.plan(tradesignals.app(), subjects={subject})
-            control.apply(plan)
             facts = schema_facts(control, subject)
         except TradesignalsError as exc:
             raise _failure(exc) from exc
-        for change in plan.changes:
-            context.log.info(f"{change.target}: {change.summary}")
         return dg.MaterializeResult(
             metadata={
                 "schema_id": facts["schema_id"],
@@ -116,17 +135,11 @@ def _topic_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.Ass
         tags={"tradesignals/kind": "topic"},
     )
     def _topic(context: dg.AssetExecutionContext, tradesignals: TradesignalsResource) -> dg.MaterializeResult:
+        control, plan = apply_scope(context, tradesignals, topics={topic_id})
         try:
-            control = tradesignals.control()
-            plan = control.plan(tradesignals.app(), topics={topic_id})
-            control.apply(plan)
             facts = topic_facts(control, topic_id)
         except TradesignalsError as exc:
             raise _failure(exc) from exc
-        for change in plan.changes:
-            context.log.info(f"{change.target}: {change.summary}")
-        for notice in plan.notices:
-            context.log.warning(f"{notice.target}: {notice.summary}")
         return dg.MaterializeResult(
             metadata={
                 "partitions": facts["partitions"],

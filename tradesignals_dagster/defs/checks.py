@@ -11,6 +11,20 @@ from tradesignals_dagster.registry.models import StreamingApplication
 DEFAULT_MAX_LAG = 10_000
 
 
+def drift(
+    tradesignals: TradesignalsResource, topics: set[str] | None = None, subjects: set[str] | None = None
+) -> dg.AssetCheckResult:
+    """Passes when planning these topics/subjects finds nothing to change or report."""
+    try:
+        plan = tradesignals.control().plan(tradesignals.app(), topics=topics, subjects=subjects)
+    except TradesignalsError as exc:
+        return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+    found = [c.summary for c in plan.changes] + [
+        n.summary for n in plan.notices if n.kind != "reset_on_start"
+    ]
+    return dg.AssetCheckResult(passed=not found, metadata={"drift": found})
+
+
 def _topic_check(topic_id: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
         asset=topic_key(topic_id),
@@ -18,14 +32,7 @@ def _topic_check(topic_id: str) -> dg.AssetChecksDefinition:
         description="The live topic has the partitions and configs the registry sets.",
     )
     def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
-        try:
-            plan = tradesignals.control().plan(tradesignals.app(), topics={topic_id})
-        except TradesignalsError as exc:
-            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
-        drift = [c.summary for c in plan.changes] + [
-            n.summary for n in plan.notices if n.kind != "reset_on_start"
-        ]
-        return dg.AssetCheckResult(passed=not drift, metadata={"drift": drift})
+        return drift(tradesignals, topics={topic_id})
 
     return _check
 
@@ -37,12 +44,7 @@ def _schema_check(subject: str) -> dg.AssetChecksDefinition:
         description="The subject's latest version is the registry's schema.",
     )
     def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
-        try:
-            plan = tradesignals.control().plan(tradesignals.app(), subjects={subject})
-        except TradesignalsError as exc:
-            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
-        drift = [c.summary for c in plan.changes] + [n.summary for n in plan.notices]
-        return dg.AssetCheckResult(passed=not drift, metadata={"drift": drift})
+        return drift(tradesignals, subjects={subject})
 
     return _check
 
