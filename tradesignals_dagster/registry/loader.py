@@ -13,41 +13,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from tradesignals_dagster.registry import avro
 from tradesignals_dagster.registry.checks import cross_check
+from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
 from tradesignals_dagster.registry.errors import Problem, RegistryError, display_path
 from tradesignals_dagster.registry.models import (
     StreamingApplication,
     StreamingPipeline,
     StreamingTopic,
-    ValueSchema,
 )
 from tradesignals_dagster.registry.normalise import (
     INPUT_ALIASES,
     OUTPUT_ALIASES,
     PIPELINE_ALIASES,
-    SPELLINGS,
     TOPIC_ALIASES,
     normalise,
     suggest,
     translate,
 )
-from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, format_path, read_yaml
+from tradesignals_dagster.registry.schema_files import resolve_schema, schema_section
+from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, read_yaml
 
 ROOT_FILES = ("pipelines.yaml", "pipelines.yml", "pipeline.yaml")
 SECTIONS = ("Topics", "Pipelines", "Schemas")
 HEADER_KEYS = ("id", "environment", "log_level", "reset_topics_on_start")
-SCHEMA_SUFFIXES = (".avsc", ".json", ".yaml", ".yml")
-
-
-@dataclass
-class Located:
-    """Where an object of the registry was written: its file and YAML path."""
-
-    doc: YamlDoc
-    path: PathKey
 
 
 @dataclass
@@ -76,49 +66,13 @@ class LoadResult:
         return self.app
 
 
-def _as_spelled(doc: YamlDoc, path: PathKey) -> PathKey:
-    """The path as the user spelled its last key (``kafka_topic_id`` for ``topic_id``...)."""
-    if not path or path in doc.lines or not isinstance(path[-1], str):
-        return path
-    for other in SPELLINGS.get(path[-1], ()):
-        if (*path[:-1], other) in doc.lines:
-            return (*path[:-1], other)
-    return path
-
-
-class _Ctx:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.places: dict[str, Located] = {}
-        self.declared_pipelines: set[str] = set()
-
-    def add(self, doc: YamlDoc | str, path: PathKey, message: str, severity: str = "error") -> None:
-        if isinstance(doc, YamlDoc):
-            path = _as_spelled(doc, path)
-            file, line = doc.file, doc.line(path)
-        else:
-            file, line = doc, None
-        self.problems.append(
-            Problem(
-                file,
-                line,
-                format_path(path),
-                message,
-                "warning" if severity == "warning" else "error",
-            )
-        )
-
-    def reporter(self, doc: YamlDoc, base: PathKey) -> Any:
-        return lambda rel, msg, severity="error": self.add(doc, (*base, *rel), msg, severity)
-
-
 def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None) -> LoadResult:
     """Read and check the registry at ``registry`` (a directory or its ``pipelines.yaml``).
 
     ``pipelines_dir`` adds the per-pipeline checks and ``config.yaml`` files. Never raises for bad
     input: every problem is in the result; call :meth:`LoadResult.require` to insist.
     """
-    ctx = _Ctx()
+    ctx = LoadContext()
     registry = Path(registry)
     root_path = _find_root(registry, ctx)
     if root_path is None:
@@ -127,12 +81,12 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     if doc is None:
         return LoadResult(None, ctx.problems, display_path(root_path))
     if not isinstance(doc.data, dict):
-        ctx.add(doc, (), f"the root must be a mapping with StreamingApplication, got {_kind(doc.data)}")
+        ctx.add(doc, (), f"the root must be a mapping with StreamingApplication, got {kind_of(doc.data)}")
         return LoadResult(None, ctx.problems, doc.file)
 
     header, sections = _split_root(doc, ctx)
     base_dir = root_path.parent
-    schema_defs = _schema_section(sections.get("Schemas"), doc, base_dir, ctx)
+    schema_defs = schema_section(sections.get("Schemas"), doc, base_dir, ctx)
     topics = _topics(sections.get("Topics"), doc, base_dir, ctx)
     pipelines = _pipelines(sections.get("Pipelines"), doc, ctx)
     if pipelines_dir is not None:
@@ -141,7 +95,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     schemas: dict[str, dict[str, Any]] = {}
     subjects: dict[str, str] = {}
     for tid, topic in topics.items():
-        resolved = _resolve_schema(tid, topic, schema_defs, base_dir, ctx)
+        resolved = resolve_schema(tid, topic, schema_defs, base_dir, ctx)
         if resolved is not None:
             schemas[tid], subject = resolved
             subjects[tid] = subject or f"{tid}-value"
@@ -172,7 +126,7 @@ def load_application(registry: Path | str, pipelines_dir: Path | str | None = No
     return load_registry(registry, pipelines_dir).require()
 
 
-def _find_root(registry: Path, ctx: _Ctx) -> Path | None:
+def _find_root(registry: Path, ctx: LoadContext) -> Path | None:
     if registry.is_file():
         return registry
     if not registry.exists():
@@ -189,20 +143,7 @@ def _find_root(registry: Path, ctx: _Ctx) -> Path | None:
     return None
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {
-        dict: "a mapping",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
-def _split_root(doc: YamlDoc, ctx: _Ctx) -> tuple[tuple[dict[str, Any], Located], dict[str, Located]]:
+def _split_root(doc: YamlDoc, ctx: LoadContext) -> tuple[tuple[dict[str, Any], Located], dict[str, Located]]:
     """Find the header fields and the three sections, wherever the seed's layouts put them."""
     data: dict[str, Any] = doc.data
     sections: dict[str, Located] = {}
@@ -216,7 +157,7 @@ def _split_root(doc: YamlDoc, ctx: _Ctx) -> tuple[tuple[dict[str, Any], Located]
     if "StreamingApplication" not in data:
         ctx.add(doc, (), "missing the StreamingApplication section (it holds id, environment, ...)")
     elif not isinstance(app, dict):
-        ctx.add(doc, ("StreamingApplication",), f"must be a mapping, got {_kind(app)}")
+        ctx.add(doc, ("StreamingApplication",), f"must be a mapping, got {kind_of(app)}")
     else:
         header_path = ("StreamingApplication",)
         allowed_app = [*HEADER_KEYS, *SECTIONS]
@@ -245,14 +186,9 @@ def _split_root(doc: YamlDoc, ctx: _Ctx) -> tuple[tuple[dict[str, Any], Located]
     return (header, Located(doc, header_path)), sections
 
 
-def _value(loc: Located) -> Any:
-    node: Any = loc.doc.data
-    for part in loc.path:
-        node = node[part]
-    return node
-
-
-def _topics(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> dict[str, StreamingTopic]:
+def _topics(
+    loc: Located | None, root: YamlDoc, base_dir: Path, ctx: LoadContext
+) -> dict[str, StreamingTopic]:
     if loc is None:
         default = base_dir / "topics.yaml"
         if not default.is_file():
@@ -260,7 +196,7 @@ def _topics(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> di
         ref: Any = "topics.yaml"
         at = Located(root, ())
     else:
-        ref, at = _value(loc), loc
+        ref, at = value_at(loc), loc
     if isinstance(ref, str):
         path = base_dir / ref
         doc = read_yaml(path, ctx.problems)
@@ -285,7 +221,7 @@ def _topics(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> di
     return _topic_collection(ref, at, ctx)
 
 
-def _topic_collection(value: Any, at: Located, ctx: _Ctx) -> dict[str, StreamingTopic]:
+def _topic_collection(value: Any, at: Located, ctx: LoadContext) -> dict[str, StreamingTopic]:
     out: dict[str, StreamingTopic] = {}
     if value is None:
         return out
@@ -294,13 +230,13 @@ def _topic_collection(value: Any, at: Located, ctx: _Ctx) -> dict[str, Streaming
     elif isinstance(value, list):
         items = [((*at.path, i), None, raw) for i, raw in enumerate(value)]
     else:
-        ctx.add(at.doc, at.path, f"topics must be a mapping or a list, got {_kind(value)}")
+        ctx.add(at.doc, at.path, f"topics must be a mapping or a list, got {kind_of(value)}")
         return out
     for path, key, raw in items:
         if raw is None and key is not None:
             raw = {}
         if not isinstance(raw, dict):
-            ctx.add(at.doc, path, f"a topic must be a mapping, got {_kind(raw)}")
+            ctx.add(at.doc, path, f"a topic must be a mapping, got {kind_of(raw)}")
             continue
         report = ctx.reporter(at.doc, path)
         spelled = {"id": "topic_id"} if "topic_id" in raw and "id" not in raw else {}
@@ -319,46 +255,32 @@ def _topic_collection(value: Any, at: Located, ctx: _Ctx) -> dict[str, Streaming
         if tid in out:
             report(("id",), f"topic '{tid}' is defined twice")
             continue
-        topic = _validate(StreamingTopic, norm, TOPIC_ALIASES, spelled, report)
+        topic = validate_model(StreamingTopic, norm, TOPIC_ALIASES, spelled, report)
         if topic is not None:
             out[tid] = topic
             ctx.places[f"topic:{tid}"] = Located(at.doc, path)
     return out
 
 
-def _validate(
-    model: type[BaseModel],
-    raw: dict[str, Any],
-    aliases: dict[str, tuple[str, ...]],
-    spelled: dict[str, str],
-    report: Any,
-) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        translate(exc, raw, model, aliases, spelled, lambda p, m: report(p, m))
-        return None
-
-
-def _pipelines(loc: Located | None, root: YamlDoc, ctx: _Ctx) -> dict[str, StreamingPipeline]:
+def _pipelines(loc: Located | None, root: YamlDoc, ctx: LoadContext) -> dict[str, StreamingPipeline]:
     out: dict[str, StreamingPipeline] = {}
     if loc is None:
         return out
-    value = _value(loc)
+    value = value_at(loc)
     if value is None:
         return out
     if not isinstance(value, dict):
         ctx.add(
             loc.doc,
             loc.path,
-            f"Pipelines must be a mapping of pipeline id to pipeline, got {_kind(value)}",
+            f"Pipelines must be a mapping of pipeline id to pipeline, got {kind_of(value)}",
         )
         return out
     for key, raw in value.items():
         path = (*loc.path, key)
         report = ctx.reporter(loc.doc, path)
         if not isinstance(raw, dict):
-            report((), f"a pipeline must be a mapping, got {_kind(raw)}")
+            report((), f"a pipeline must be a mapping, got {kind_of(raw)}")
             continue
         norm = normalise(raw, PIPELINE_ALIASES, report)
         spelled = {"name": "id"} if "id" in raw else {}
@@ -367,93 +289,14 @@ def _pipelines(loc: Located | None, root: YamlDoc, ctx: _Ctx) -> dict[str, Strea
                 norm[section] = normalise(norm[section], aliases, ctx.reporter(loc.doc, (*path, section)))
         norm["key"] = str(key)
         ctx.declared_pipelines.add(str(key))
-        pipeline = _validate(StreamingPipeline, norm, PIPELINE_ALIASES, spelled, report)
+        pipeline = validate_model(StreamingPipeline, norm, PIPELINE_ALIASES, spelled, report)
         if pipeline is not None:
             out[str(key)] = pipeline
             ctx.places[f"pipeline:{key}"] = Located(loc.doc, path)
     return out
 
 
-def _schema_section(loc: Located | None, root: YamlDoc, base_dir: Path, ctx: _Ctx) -> dict[str, Located]:
-    out: dict[str, Located] = {}
-    if loc is None:
-        return out
-    value = _value(loc)
-    if not isinstance(value, dict):
-        ctx.add(
-            loc.doc,
-            loc.path,
-            f"Schemas must be a mapping of schema id to schema, got {_kind(value)}",
-        )
-        return out
-    for sid, raw in value.items():
-        if isinstance(raw, str):
-            doc = read_yaml(base_dir / raw, ctx.problems)
-            if doc is not None:
-                out[str(sid)] = Located(doc, ())
-        else:
-            out[str(sid)] = Located(loc.doc, (*loc.path, sid))
-    return out
-
-
-def _resolve_schema(
-    tid: str, topic: StreamingTopic, defs: dict[str, Located], base_dir: Path, ctx: _Ctx
-) -> tuple[dict[str, Any], str | None] | None:
-    place = ctx.places[f"topic:{tid}"]
-    report = ctx.reporter(place.doc, place.path)
-    if topic.value_schema is not None and topic.value_schema_id is not None:
-        report(("value_schema_id",), "give value_schema or value_schema_id, not both")
-        return None
-    if topic.value_schema is not None:
-        avro_json = avro.to_avro(topic.value_schema, ctx.reporter(place.doc, (*place.path, "value_schema")))
-        return _final(avro_json, place.doc, (*place.path, "value_schema"), ctx), topic.value_schema.subject
-    if topic.value_schema_id is None:
-        return None
-    sid = topic.value_schema_id
-    loc = defs.get(sid) or _schema_file(sid, base_dir, ctx)
-    if loc is None:
-        report(
-            ("value_schema_id",),
-            f"schema '{sid}' is not in the Schemas section nor at schemas/{sid}.avsc or .yaml"
-            + suggest(sid, list(defs)),
-        )
-        return None
-    key = f"schema:{sid}"
-    raw = _value(loc)
-    if not isinstance(raw, dict):
-        ctx.add(loc.doc, loc.path, f"a schema must be a mapping, got {_kind(raw)}")
-        return None
-    if loc.doc.file.endswith((".avsc", ".json")):
-        subject = None
-        return _final(raw, loc.doc, loc.path, ctx), subject
-    schema = _validate(ValueSchema, raw, {}, {}, ctx.reporter(loc.doc, loc.path))
-    if schema is None:
-        return None
-    reporter = ctx.reporter(loc.doc, loc.path) if key not in ctx.places else (lambda *a, **k: None)
-    ctx.places.setdefault(key, loc)
-    return _final(avro.to_avro(schema, reporter), loc.doc, loc.path, ctx), schema.subject
-
-
-def _schema_file(sid: str, base_dir: Path, ctx: _Ctx) -> Located | None:
-    for suffix in SCHEMA_SUFFIXES:
-        path = base_dir / "schemas" / f"{sid}{suffix}"
-        if path.is_file():
-            doc = read_yaml(path, ctx.problems)
-            return Located(doc, ()) if doc is not None else None
-    return None
-
-
-def _final(avro_json: dict[str, Any], doc: YamlDoc, path: PathKey, ctx: _Ctx) -> dict[str, Any]:
-    prefix = format_path(path)
-    if any(p.file == doc.file and p.severity == "error" and p.path.startswith(prefix) for p in ctx.problems):
-        return avro_json  # already explained field by field; fastavro would repeat the first
-    reason = avro.check_parses(avro_json)
-    if reason is not None:
-        ctx.add(doc, path, f"not a valid Avro schema: {reason}")
-    return avro_json
-
-
-def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: _Ctx) -> None:
+def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: LoadContext) -> None:
     shown = display_path(root)
     if not root.is_dir():
         ctx.add(shown, (), "pipelines directory not found")
@@ -474,7 +317,7 @@ def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: _Ct
         if config.is_file():
             doc = read_yaml(config, ctx.problems)
             if doc is not None and not isinstance(doc.data, dict):
-                ctx.add(doc, (), f"config.yaml must be a mapping of settings, got {_kind(doc.data)}")
+                ctx.add(doc, (), f"config.yaml must be a mapping of settings, got {kind_of(doc.data)}")
             elif doc is not None:
                 pipeline.config = {**doc.data, **pipeline.config}
                 ctx.places[f"config:{key}"] = Located(doc, ())
