@@ -108,6 +108,6 @@ def test_a_registry_that_was_not_applied_fails_clearly(tmp_path: Path, stack: An
     plane = ControlPlane.from_settings(env.settings)
     plane.apply(plane.plan(env.app, subjects=set(env.app.subjects.values())))  # schemas only
     with pytest.raises(
-        TopicMissingError, match=f"topic {env.trades} does not exist; run `tradesignals apply`"
+        TopicMissingError, match=rf"topic\(s\) {env.trades}, .* do not exist; run `tradesignals apply`"
     ):
         env.runner(env.bars_pipeline).run()

@@ -42,7 +42,7 @@ def topic_configs(topic: StreamingTopic) -> dict[str, str]:
 
 def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
     """Every topic the application needs: the registry's, plus each pipeline's dead-letter topic
-    and, for pipelines that read Kafka, their state (changelog) topic."""
+    and its state (changelog) topic."""
     out: dict[str, TopicSpec] = {}
     for tid, topic in app.topics.items():
         out[tid] = TopicSpec(
@@ -68,15 +68,14 @@ def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
                 {**base, "retention.ms": str(DLQ_RETENTION_MS), "cleanup.policy": "delete"},
                 derived_from=key,
             )
-        if kafka_input:
-            state = state_topic(key)
-            out[state] = TopicSpec(
-                state,
-                source.num_partitions,
-                source.replication_factor,
-                {**base, "cleanup.policy": "compact"},
-                derived_from=key,
-            )
+        # every pipeline gets one: whether its processor keeps state is known only at start
+        out[state_topic(key)] = TopicSpec(
+            state_topic(key),
+            source.num_partitions,
+            source.replication_factor,
+            {**base, "cleanup.policy": "compact"},
+            derived_from=key,
+        )
     return out
 
 

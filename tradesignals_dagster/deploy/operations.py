@@ -18,10 +18,10 @@ from tradesignals_dagster.settings import Settings
 def pipeline_topics(app: StreamingApplication, key: str) -> set[str]:
     """Every topic pipeline ``key`` reads or writes, derived ones included."""
     pipe = app.pipelines[key]
-    topics = {t for t in (pipe.input.kafka_topic_id, pipe.output.topic_id) if t} | {pipe.dlq_topic()}
-    if pipe.input.type == "kafka":
-        topics.add(state_topic(key))
-    return topics
+    return {t for t in (pipe.input.kafka_topic_id, pipe.output.topic_id) if t} | {
+        pipe.dlq_topic(),
+        state_topic(key),
+    }
 
 
 def prepare_pipeline(app: StreamingApplication, key: str, control: ControlPlane) -> None:

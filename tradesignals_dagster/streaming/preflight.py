@@ -6,16 +6,12 @@ Most start-up failures are a registry that was not applied; these checks say so 
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pydantic import ValidationError
 
-from tradesignals_dagster.control.topics import DLQ_RETENTION_MS
-from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.kafka.admin import KafkaAdmin
 from tradesignals_dagster.kafka.schema_registry import SchemaRegistry
-from tradesignals_dagster.registry.models import StreamingTopic
 from tradesignals_dagster.streaming.errors import (
     PipelineConfigError,
     SchemaNotRegisteredError,
@@ -52,38 +48,13 @@ def build_processor(factory: ProcessorFactory, ctx: BuildContext) -> Processor:
         ) from None
 
 
-def check_topics(
-    admin: KafkaAdmin,
-    *,
-    required: list[str],
-    derived: list[tuple[str, bool]],
-    template: StreamingTopic,
-    create_derived: bool,
-    log: logging.Logger,
-) -> None:
-    """Fail clearly when a ``required`` topic is missing (apply was not run).
-
-    ``derived`` lists ``(topic, compacted)`` dead-letter/state topics. The control plane
-    derives them for kafka-input pipelines only, so with ``create_derived`` (feed pipelines)
-    a missing one is created like the control plane would, sized as ``template``.
-    """
-    live = admin.describe(set(required) | {t for t, _ in derived})
-    for topic in required:
-        if topic not in live:
-            raise TopicMissingError(f"topic {topic} does not exist; run `tradesignals apply`")
-    for topic, compact in derived:
-        if topic in live:
-            continue
-        if not create_derived:
-            raise TopicMissingError(f"topic {topic} does not exist; run `tradesignals apply`")
-        configs = {"min.insync.replicas": str(template.min_insync_replicas)}
-        if compact:
-            configs["cleanup.policy"] = "compact"
-        else:
-            configs.update({"cleanup.policy": "delete", "retention.ms": str(DLQ_RETENTION_MS)})
-        log.warning("creating derived topic", extra={"topic": topic, "configs": configs})
-        try:
-            admin.create(topic, template.num_partitions, template.replication_factor, configs)
-        except TradesignalsError as exc:
-            if "already exists" not in str(exc).lower():
-                raise
+def check_topics(admin: KafkaAdmin, topics: list[str]) -> None:
+    """Fail clearly when a topic the pipeline uses is missing: the control plane creates them
+    all (the registry's and the derived dead-letter and state topics), so apply was not run."""
+    live = admin.describe(set(topics))
+    missing = [t for t in topics if t not in live]
+    if missing:
+        raise TopicMissingError(
+            f"topic(s) {', '.join(missing)} do not exist; run `tradesignals apply` "
+            "(or deploy through `tradesignals pipelines start`, which applies first)"
+        )

@@ -202,14 +202,10 @@ class PipelineRunner:
         out_subject = self.app.subjects[self.out_topic]
         out_id = registered_schema_id(registry, out_subject, self.output_schema, self.out_topic)
         self._out_serde = AvroSerde(self.output_schema, out_id, decimals="scaled_int")
-        derived = [(self.dlq_topic, False)] + ([(self.state_topic, True)] if self.stateful else [])
+        uses = [t for t in (self.in_topic, self.out_topic, self.dlq_topic) if t]
         check_topics(
             KafkaAdmin(kafka_conf, settings.request_timeout_s),
-            required=[t for t in (self.in_topic, self.out_topic) if t],
-            derived=derived,
-            template=self.app.topics[self.out_topic],
-            create_derived=not self.is_kafka,
-            log=self.log,
+            uses + ([self.state_topic] if self.stateful else []),
         )
         tx_id = f"{self.key}-{self.instance}" if self.transactional else None
         self._output = KafkaOutput(
