@@ -184,7 +184,7 @@ def run_quix(
 
     Timing: from the moment the ``warmup``-th message was processed to the end of the final
     forced checkpoint (bars flushed, offsets committed), the same span the product's figure
-    covers (its first batch left out, its last commit included).
+    covers (its first checkpoint left out, its last commit included).
     """
     from quixstreams import Application
 

@@ -1,8 +1,8 @@
 """OptionTradeVolumeBars: per-symbol volume bars over option_trades (bar size in config.yaml)."""
 
+from tradesignals_dagster.streaming.entry import main
 from tradesignals_dagster.streaming.processors.base import BuildContext
 from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator, VolumeBarsConfig
-from tradesignals_dagster.streaming.runner import main
 
 
 def build(ctx: BuildContext) -> VolumeBarAggregator:

@@ -1,8 +1,8 @@
 """OptionTradesIngest: the market feed (registry input: websocket, replay or synthetic) to option_trades."""
 
+from tradesignals_dagster.streaming.entry import main
 from tradesignals_dagster.streaming.processors.base import BuildContext
 from tradesignals_dagster.streaming.processors.passthrough import PassthroughProcessor
-from tradesignals_dagster.streaming.runner import main
 
 
 def build(ctx: BuildContext) -> PassthroughProcessor:

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 from test_pipelines_support import (
     PipelineEnv,
     ThreadRun,
@@ -21,7 +22,7 @@ from test_pipelines_support import (
     write_env,
 )
 
-from tradesignals_dagster.streaming.errors import DeadLetterStopError
+from tradesignals_dagster.streaming.errors import DeadLetterStopError, DeliveryError
 from tradesignals_dagster.streaming.files import write_records
 from tradesignals_dagster.streaming.records import RecordSchema
 from tradesignals_dagster.streaming.replay import replay_file
@@ -127,3 +128,27 @@ def test_stop_policy_stops_at_the_first_bad_record_without_committing(tmp_path: 
     group = env.app.pipelines[env.bars_pipeline].consumer_group()
     assert all(offset < 0 for offset in committed(env, group, env.trades).values())
     assert read_topic(env, f"{env.trades}.dlq") == []
+
+
+def test_output_the_broker_refuses_stops_the_pipeline_without_committing(tmp_path: Path, stack: Any) -> None:
+    """At-least-once: input offsets are committed only after the outputs are acknowledged."""
+    env: PipelineEnv = write_env(tmp_path / "env", stack, partitions=1, bars_config={"bar_volume": 100})
+    admin = AdminClient(env.settings.kafka_config())
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        env.bars,
+        incremental_configs=[
+            ConfigEntry("max.message.bytes", "16", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    admin.incremental_alter_configs([resource])[resource].result(10)
+    produce_mixed(env)
+    run = ThreadRun(env.runner(env.bars_pipeline))
+    try:
+        wait_for(lambda: run.result is not None, 30, what="the pipeline to stop on the refused output")
+    finally:
+        run.runner.request_stop("test over")
+    with pytest.raises(DeliveryError, match="not delivered"):
+        run.join()
+    group = env.app.pipelines[env.bars_pipeline].consumer_group()
+    assert all(offset < 0 for offset in committed(env, group, env.trades).values())

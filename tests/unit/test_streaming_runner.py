@@ -13,10 +13,11 @@ from tradesignals_dagster.registry.loader import load_application
 from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.streaming import logging as ts_logging
 from tradesignals_dagster.streaming.config import load_factory
+from tradesignals_dagster.streaming.entry import run_main
 from tradesignals_dagster.streaming.errors import PipelineConfigError
 from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator
 from tradesignals_dagster.streaming.replay import replay_file
-from tradesignals_dagster.streaming.runner import PipelineRunner, run_main
+from tradesignals_dagster.streaming.runner import PipelineRunner
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +79,7 @@ def _run_main(monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[int, list[di
     stream = io.StringIO()
     real = ts_logging.configure_logging
     monkeypatch.setattr(
-        "tradesignals_dagster.streaming.runner.configure_logging",
+        "tradesignals_dagster.streaming.entry.configure_logging",
         lambda level, pipeline=None, _s=None: real(level, pipeline, stream),
     )
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from tradesignals_dagster.streaming.runner import main
+from tradesignals_dagster.streaming.entry import main
 
 if __name__ == "__main__":
     main(pipeline_key=sys.argv[1] if len(sys.argv) > 1 else None)

@@ -192,6 +192,11 @@ class KafkaOutput:
                 except BufferError:
                     poll(0.05)
 
+    def serve(self) -> None:
+        """Serve delivery reports without waiting; raises :class:`DeliveryError` for any failure so far."""
+        self.producer.poll(0)
+        self._raise_failures()
+
     def flush(self, timeout_s: float = 60.0) -> None:
         """Wait until everything queued is acknowledged; :class:`DeliveryError` otherwise."""
         remaining = self.producer.flush(timeout_s)

@@ -1,10 +1,14 @@
-"""The pipeline runtime: one loop that every ``pipelines/<id>/app.py`` runs through :func:`main`.
+"""The pipeline runtime: the loop every ``pipelines/<id>/app.py`` runs (through :mod:`.entry`).
 
 Per batch (at-least-once, the default)::
 
     poll N messages -> decode in batch -> validate -> process -> encode in batch
-      -> produce outputs + dead letters -> flush (all acknowledged)
-      -> every checkpoint_interval_s: produce state snapshots -> flush -> commit input offsets
+      -> produce outputs + dead letters (queued; the producer sends them as they come)
+      -> every checkpoint_interval_s: produce state snapshots -> flush (all acknowledged)
+         -> commit input offsets
+
+Offsets are committed only after a flush has seen every earlier output acknowledged, so a
+batch never waits for a broker round trip unless a checkpoint is due.
 
 With ``delivery: exactly_once`` the produce steps run in one Kafka transaction that also holds
 the input offsets (``send_offsets_to_transaction``); consumers read ``read_committed``. A
@@ -19,22 +23,17 @@ metrics are served on 127.0.0.1 (:mod:`.metrics`).
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 from tradesignals_dagster.control.topics import state_topic
-from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.kafka.admin import KafkaAdmin
 from tradesignals_dagster.kafka.schema_registry import SchemaRegistry
 from tradesignals_dagster.kafka.serde import AvroSerde, EncodeError, key_serializer
 from tradesignals_dagster.registry.models import StreamingApplication, StreamingPipeline
-from tradesignals_dagster.settings import Settings, load_settings
+from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.streaming.batch import Batch, feed_batch
 from tradesignals_dagster.streaming.config import apply_overrides, load_factory, split_config
 from tradesignals_dagster.streaming.errors import (
@@ -48,7 +47,7 @@ from tradesignals_dagster.streaming.inputs import (
     build_input,
 )
 from tradesignals_dagster.streaming.kafka_input import KafkaSource, consumer_config
-from tradesignals_dagster.streaming.logging import configure_logging, get_logger
+from tradesignals_dagster.streaming.logging import get_logger
 from tradesignals_dagster.streaming.metrics import MetricsServer, PipelineMetrics, metrics_port_file
 from tradesignals_dagster.streaming.outputs import (
     KafkaOutput,
@@ -380,7 +379,7 @@ class PipelineRunner:
         else:
             output.produce(self.out_topic, values, keys, headers)
             output.produce(self.dlq_topic, dlq_values, dlq_keys, dlq_hdrs)
-            output.flush(self.options.flush_timeout_s)
+            output.serve()
             self._uncheckpointed = True
             pending = self._pending_offsets
             for partition, offset in batch.offsets.items():
@@ -408,15 +407,14 @@ class PipelineRunner:
     def _checkpoint(self) -> int:
         """At-least-once: make state and input offsets durable together, after the outputs.
 
-        Runs every ``checkpoint_interval_s`` rather than every batch, so a batch costs one broker
-        round trip (the output flush) on the latency path. A crash replays the input since the
-        last checkpoint from the state of that checkpoint: the same outputs, with the same
-        identity, are produced again; none is lost.
+        Runs every ``checkpoint_interval_s`` rather than every batch, so batches between two
+        checkpoints never wait for the broker. A crash replays the input since the last
+        checkpoint from the state of that checkpoint: the same outputs, with the same identity,
+        are produced again; none is lost.
         """
         assert self._output is not None
         snapshots = self._produce_state()
-        if snapshots:
-            self._output.flush(self.options.flush_timeout_s)
+        self._output.flush(self.options.flush_timeout_s)
         if self._kafka is not None and self._pending_offsets:
             self._kafka.commit(dict(self._pending_offsets))
         self._pending_offsets.clear()
@@ -433,67 +431,3 @@ class PipelineRunner:
         if keys:
             self._output.produce(self.state_topic, values, keys, None)
         return len(keys)
-
-
-# -- entry point ------------------------------------------------------------------------------------
-
-
-def _key_from_argv() -> str | None:
-    """The pipeline id from ``pipelines/<id>/app.py`` in ``sys.argv[0]``."""
-    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
-    if script is not None and script.name == "app.py":
-        return script.resolve().parent.name
-    return None
-
-
-def run_main(
-    build: ProcessorFactory | None = None,
-    *,
-    pipeline_key: str | None = None,
-    install_signals: bool = True,
-) -> int:
-    """Run the pipeline the environment names; returns the process exit code.
-
-    The pipeline is ``pipeline_key``, else ``$TRADESIGNALS_PIPELINE``, else the directory of
-    the running ``app.py``. Settings are read now (``TRADESIGNALS_*``, see
-    :func:`~tradesignals_dagster.settings.load_settings`).
-    """
-    from tradesignals_dagster.registry.loader import load_application
-
-    key = pipeline_key or os.environ.get("TRADESIGNALS_PIPELINE") or _key_from_argv()
-    log = configure_logging("INFO", key)
-    try:
-        if not key:
-            raise PipelineConfigError(
-                "which pipeline? set TRADESIGNALS_PIPELINE or run pipelines/<id>/app.py"
-            )
-        settings = load_settings()
-        app = load_application(settings.registry, settings.pipelines_dir)
-        if key not in app.pipelines:
-            raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
-        log = configure_logging(app.pipelines[key].log_level, key)
-        runner = PipelineRunner(app, key, settings, build)
-        if install_signals:
-
-            def on_signal(signum: int, frame: FrameType | None) -> None:
-                runner.request_stop(signal.Signals(signum).name)
-
-            signal.signal(signal.SIGTERM, on_signal)
-            signal.signal(signal.SIGINT, on_signal)
-        runner.run()
-        return 0
-    except TradesignalsError as exc:
-        log.error(str(exc), extra={"error_type": type(exc).__name__})
-        return exc.exit_code
-    except Exception as exc:
-        log.exception("pipeline crashed", extra={"error_type": type(exc).__name__})
-        return 1
-
-
-def main(build: ProcessorFactory | None = None, *, pipeline_key: str | None = None) -> NoReturn:
-    """Entry point of ``pipelines/<id>/app.py``: run until SIGTERM/SIGINT, then exit.
-
-    Exit codes: 0 after a graceful stop or a drained finite input; 2 for configuration
-    problems (registry, schemas or topics not applied); 1 for runtime failures.
-    """
-    sys.exit(run_main(build, pipeline_key=pipeline_key))

@@ -1,7 +1,7 @@
 """The contract between the runtime and a pipeline's transform (its *processor*).
 
 A pipeline's ``app.py`` defines ``build(ctx: BuildContext) -> Processor`` and calls
-:func:`tradesignals_dagster.streaming.runner.main` with it. The runtime owns everything else
+:func:`tradesignals_dagster.streaming.entry.main` with it. The runtime owns everything else
 (reading, decoding, validation, dead letters, producing, commits, state, metrics).
 
 A **processor** has one required method::

@@ -1,0 +1,82 @@
+"""The process entry point of every ``pipelines/<id>/app.py``: settings, registry, signals, exit code.
+
+Kept apart from :mod:`.runner` so the loop stays importable and testable without touching the
+process (signals, ``sys.exit``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.settings import load_settings
+from tradesignals_dagster.streaming.errors import PipelineConfigError
+from tradesignals_dagster.streaming.logging import configure_logging
+from tradesignals_dagster.streaming.processors.base import ProcessorFactory
+from tradesignals_dagster.streaming.runner import PipelineRunner
+
+
+def _key_from_argv() -> str | None:
+    """The pipeline id from ``pipelines/<id>/app.py`` in ``sys.argv[0]``."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "app.py":
+        return script.resolve().parent.name
+    return None
+
+
+def run_main(
+    build: ProcessorFactory | None = None,
+    *,
+    pipeline_key: str | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run the pipeline the environment names; returns the process exit code.
+
+    The pipeline is ``pipeline_key``, else ``$TRADESIGNALS_PIPELINE``, else the directory of
+    the running ``app.py``. Settings are read now (``TRADESIGNALS_*``, see
+    :func:`~tradesignals_dagster.settings.load_settings`).
+    """
+    from tradesignals_dagster.registry.loader import load_application
+
+    key = pipeline_key or os.environ.get("TRADESIGNALS_PIPELINE") or _key_from_argv()
+    log = configure_logging("INFO", key)
+    try:
+        if not key:
+            raise PipelineConfigError(
+                "which pipeline? set TRADESIGNALS_PIPELINE or run pipelines/<id>/app.py"
+            )
+        settings = load_settings()
+        app = load_application(settings.registry, settings.pipelines_dir)
+        if key not in app.pipelines:
+            raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
+        log = configure_logging(app.pipelines[key].log_level, key)
+        runner = PipelineRunner(app, key, settings, build)
+        if install_signals:
+
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                runner.request_stop(signal.Signals(signum).name)
+
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+        runner.run()
+        return 0
+    except TradesignalsError as exc:
+        log.error(str(exc), extra={"error_type": type(exc).__name__})
+        return exc.exit_code
+    except Exception as exc:
+        log.exception("pipeline crashed", extra={"error_type": type(exc).__name__})
+        return 1
+
+
+def main(build: ProcessorFactory | None = None, *, pipeline_key: str | None = None) -> NoReturn:
+    """Entry point of ``pipelines/<id>/app.py``: run until SIGTERM/SIGINT, then exit.
+
+    Exit codes: 0 after a graceful stop or a drained finite input; 2 for configuration
+    problems (registry, schemas or topics not applied); 1 for runtime failures.
+    """
+    sys.exit(run_main(build, pipeline_key=pipeline_key))
