@@ -20,7 +20,8 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy tradesignals_dagster
+	$(BIN)/mypy tradesignals_dagster bench tests
+	for app in pipelines/*/app.py; do $(BIN)/mypy $$app || exit 1; done
 
 unit: install
 	$(BIN)/pytest tests/unit -q

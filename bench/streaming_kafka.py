@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -58,7 +58,7 @@ class Bench:
 
     def create_topic(self, name: str, partitions: int = 4) -> None:
         """Create a plain topic (the bench's own outputs), waiting until it exists."""
-        admin = AdminClient(self.kafka_conf())
+        admin = AdminClient(dict(self.kafka_conf()))
         futures = admin.create_topics([NewTopic(name, partitions, 1)])
         for fut in futures.values():
             fut.result(30)
@@ -128,7 +128,7 @@ class TradeWriter:
         for trade, value, hdrs in zip(trades, values, headers, strict=True):
             while True:
                 try:
-                    produce(TRADES, value, trade["symbol"].encode(), headers=hdrs)
+                    produce(TRADES, value, trade["symbol"].encode(), headers=cast(Any, hdrs))
                     break
                 except BufferError:
                     poll(0.05)
@@ -225,7 +225,9 @@ def run_passthrough(bench: Bench, count: int, out_topic: str, *, batch_size: int
                         break
                     except BufferError:
                         poll(0.05)
-                offsets[m.partition()] = m.offset() + 1
+                partition, offset = m.partition(), m.offset()
+                assert partition is not None and offset is not None
+                offsets[partition] = offset + 1
             poll(0)
             done += len(msgs)
             if offsets and (done >= count or time.monotonic() - last >= interval):

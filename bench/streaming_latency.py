@@ -71,8 +71,9 @@ def _read_bars(conf: dict[str, str], schema: dict[str, Any], schema_id: int, out
         if msg is None:
             continue
         t = now()
-        if msg.error() is None:
-            arrivals.append((t, msg.value()))
+        value = msg.value()
+        if msg.error() is None and value is not None:
+            arrivals.append((t, value))
     consumer.close()
     serde = AvroSerde(schema, schema_id, decimals="scaled_int")
     pairs = [(t, serde.decode(v)["timestamp"]) for t, v in arrivals]

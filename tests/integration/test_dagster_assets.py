@@ -87,7 +87,9 @@ def test_materializing_schema_and_topic_assets_creates_them(stack: Any, env: tup
     assert schema_meta, [e.step_key for e in result.all_events]
     md = schema_meta[0].metadata
     assert md["schema_id"].value == registered.schema_id and md["version"].value == 1
-    columns = [c.name for c in md["dagster/column_schema"].value.columns]
+    column_schema = md["dagster/column_schema"].value
+    assert isinstance(column_schema, dg.TableSchema)
+    columns = [c.name for c in column_schema.columns]
     assert columns == ["symbol", "bid"]
     topic_meta = result.asset_materializations_for_node(f"kafka__{topic}")[0].metadata
     assert topic_meta["partitions"].value == 3

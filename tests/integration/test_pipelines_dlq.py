@@ -133,7 +133,7 @@ def test_stop_policy_stops_at_the_first_bad_record_without_committing(tmp_path: 
 def test_output_the_broker_refuses_stops_the_pipeline_without_committing(tmp_path: Path, stack: Any) -> None:
     """At-least-once: input offsets are committed only after the outputs are acknowledged."""
     env: PipelineEnv = write_env(tmp_path / "env", stack, partitions=1, bars_config={"bar_volume": 100})
-    admin = AdminClient(env.settings.kafka_config())
+    admin = AdminClient(dict(env.settings.kafka_config()))
     resource = ConfigResource(
         ConfigResource.Type.TOPIC,
         env.bars,

@@ -257,6 +257,10 @@ def caught_up(env: PipelineEnv, group: str, topic: str) -> bool:
     return all(done.get(p, -1) >= end for p, end in ends.items() if end > 0)
 
 
+def _text(value: str | bytes | None) -> str:
+    return value.decode() if isinstance(value, bytes) else (value or "")
+
+
 def read_topic(env: PipelineEnv, topic: str, timeout: float = 20) -> list[Msg]:
     """Every committed message of ``topic`` (read until each partition's end)."""
     n = partitions_of(env, topic)
@@ -280,8 +284,12 @@ def read_topic(env: PipelineEnv, topic: str, timeout: float = 20) -> list[Msg]:
                 if m.error() is not None:
                     remaining.discard(m.partition())
                     continue
-                headers = {k: (v or b"").decode() for k, v in (m.headers() or [])}
-                out.append(Msg(m.topic(), m.partition(), m.offset(), m.key(), m.value(), headers))
+                raw = m.headers() or []
+                pairs = raw.items() if isinstance(raw, dict) else raw
+                headers = {k: _text(v) for k, v in pairs}
+                topic_name, partition, offset = m.topic(), m.partition(), m.offset()
+                assert topic_name is not None and partition is not None and offset is not None
+                out.append(Msg(topic_name, partition, offset, m.key(), m.value(), headers))
         assert not remaining, f"partitions {remaining} of {topic} not read to the end"
     finally:
         consumer.close()

@@ -65,7 +65,8 @@ def test_processor_rejections_resume_after_the_bad_record_with_positions() -> No
         (0, 20, 2),
         (1, 20, 2),
     ]
-    assert agg.snapshot("S")["positions"] == [[0, 105]]
+    snapshot = agg.snapshot("S")
+    assert snapshot is not None and snapshot["positions"] == [[0, 105]]
 
 
 def test_processor_rejections_without_positions_use_identity() -> None:

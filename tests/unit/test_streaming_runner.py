@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,26 @@ def test_main_reports_errors_as_json_with_exit_codes(monkeypatch: pytest.MonkeyP
         TRADESIGNALS_PIPELINES_DIR=str(PROJECT / "pipelines"),
     )
     assert code == 2 and "no pipeline 'nope'" in lines[-1]["msg"]
+
+
+SIGNAL_WHILE_HOLDING_THE_EVENT_LOCK = """
+import signal, sys, threading
+from tradesignals_dagster.streaming.entry import install_stop_signals
+stop = threading.Event()
+install_stop_signals(lambda reason: (print(reason, flush=True), stop.set()))
+with stop._cond:  # where Event.wait holds it: the handler runs inside this window
+    signal.raise_signal(signal.SIGTERM)
+sys.exit(0 if stop.wait(10) else 3)
+"""
+
+
+def test_stop_signal_arriving_inside_event_wait_does_not_deadlock() -> None:
+    """SIGTERM landing while the main thread holds the stop event's lock still stops the run."""
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_HOLDING_THE_EVENT_LOCK],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=PROJECT,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "SIGTERM"), done.stderr

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -27,6 +29,22 @@ def _key_from_argv() -> str | None:
     if script is not None and script.name == "app.py":
         return script.resolve().parent.name
     return None
+
+
+def install_stop_signals(request_stop: Callable[[str], None]) -> None:
+    """Make SIGTERM and SIGINT call ``request_stop(<signal name>)``, on a thread of its own.
+
+    A signal handler runs on the main thread between two bytecodes, possibly while that thread
+    holds the stop event's internal lock (inside ``Event.wait``) or a logging stream's buffer:
+    setting the event or logging right there can deadlock. The handler only starts a thread.
+    """
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        threading.Thread(target=request_stop, args=(name,), name=f"stop-{name}", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
 
 
 def run_main(
@@ -57,12 +75,7 @@ def run_main(
         log = configure_logging(app.pipelines[key].log_level, key)
         runner = PipelineRunner(app, key, settings, build)
         if install_signals:
-
-            def on_signal(signum: int, frame: FrameType | None) -> None:
-                runner.request_stop(signal.Signals(signum).name)
-
-            signal.signal(signal.SIGTERM, on_signal)
-            signal.signal(signal.SIGINT, on_signal)
+            install_stop_signals(runner.request_stop)
         runner.run()
         return 0
     except TradesignalsError as exc:
