@@ -241,27 +241,12 @@ def _pace(bench: Bench, rate: float, warmup_s: float, total_s: float) -> tuple[i
 
 def _pipeline_main(argv: list[str]) -> int:
     """``python -m bench.streaming_latency pipeline [--set k=v ...]``: the bars pipeline as its
-    app.py runs it (same runner, same ``build``), with config overrides for what-if runs."""
-    from tradesignals_dagster.registry.loader import load_application
-    from tradesignals_dagster.settings import load_settings
-    from tradesignals_dagster.streaming.config import load_factory, parse_overrides
-    from tradesignals_dagster.streaming.logging import configure_logging
-    from tradesignals_dagster.streaming.runner import PipelineRunner
+    app.py runs it (same entry point, same ``build``), with config overrides for what-if runs."""
+    from tradesignals_dagster.streaming.config import parse_overrides
+    from tradesignals_dagster.streaming.entry import run_main
 
     sets = [a.split("=", 1)[1] for a in argv if a.startswith("--set=")]
-    configure_logging("INFO", BARS_PIPELINE)
-    settings = load_settings()
-    app = load_application(settings.registry, settings.pipelines_dir)
-    build = load_factory(settings.pipelines_dir, BARS_PIPELINE)
-    runner = PipelineRunner(app, BARS_PIPELINE, settings, build, overrides=parse_overrides(sets))
-
-    def on_signal(signum: int, frame: Any) -> None:
-        runner.request_stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    runner.run()
-    return 0
+    return run_main(pipeline_key=BARS_PIPELINE, overrides=parse_overrides(sets))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ the tests that need it: nothing here skips.
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 import pytest
@@ -24,6 +26,16 @@ from tradesignals_dagster.stack.kafka_broker import KafkaBroker
 from tradesignals_dagster.stack.stack import stack_down, stack_up
 
 _HERE = Path(__file__).resolve().parent
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt(f"pytest received {signal.Signals(signum).name}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM (``timeout``, CI cancelling a job) ends the run like Ctrl-C does: the session
+    fixtures' teardown still stops the brokers and registries this session started."""
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

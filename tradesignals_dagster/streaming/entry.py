@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.settings import load_settings
@@ -51,13 +51,15 @@ def run_main(
     build: ProcessorFactory | None = None,
     *,
     pipeline_key: str | None = None,
+    overrides: dict[str, Any] | None = None,
     install_signals: bool = True,
 ) -> int:
     """Run the pipeline the environment names; returns the process exit code.
 
     The pipeline is ``pipeline_key``, else ``$TRADESIGNALS_PIPELINE``, else the directory of
     the running ``app.py``. Settings are read now (``TRADESIGNALS_*``, see
-    :func:`~tradesignals_dagster.settings.load_settings`).
+    :func:`~tradesignals_dagster.settings.load_settings`); ``overrides`` are layered on the
+    pipeline's config (what-if runs, see :func:`~.config.parse_overrides`).
     """
     from tradesignals_dagster.registry.loader import load_application
 
@@ -73,7 +75,7 @@ def run_main(
         if key not in app.pipelines:
             raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
         log = configure_logging(app.pipelines[key].log_level, key)
-        runner = PipelineRunner(app, key, settings, build)
+        runner = PipelineRunner(app, key, settings, build, overrides=overrides)
         if install_signals:
             install_stop_signals(runner.request_stop)
         runner.run()
