@@ -66,8 +66,8 @@ def run_product(bench: Bench, count: int) -> tuple[Timing, int]:
         if runner.metrics.records_in >= count:
             runner.request_stop("benchmark done")
 
-    def checkpoint_and_mark() -> int:
-        snapshots = checkpoint()
+    def checkpoint_and_mark(*, final: bool = False) -> int:
+        snapshots = checkpoint(final=final)
         timing.mark(runner.metrics.records_in)
         return snapshots
 

@@ -90,7 +90,7 @@ class KafkaSource:
         self.log = log or logging.getLogger("tradesignals.streaming")
         self._on_assign = on_assign
         self.assignment: set[int] = set()
-        self.consumer = Consumer(conf)
+        self.consumer = Consumer({**conf, "on_commit": self._on_commit})
         self._callback_error: BaseException | None = None
         self.consumer.subscribe(
             [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
@@ -152,10 +152,30 @@ class KafkaSource:
         """``{partition: next offset}`` as the TopicPartitions Kafka commits."""
         return [TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())]
 
-    def commit(self, offsets: dict[int, int]) -> bool:
-        """Commit ``offsets`` synchronously; False (logged) when the group took the partitions away."""
+    def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if err is not None:
+            self.log.warning(
+                "offset commit failed (the next checkpoint commits later offsets; a restart "
+                "re-reads from the last commit that succeeded)",
+                extra={"topic": self.topic, "error": str(err)},
+            )
+
+    def commit(self, offsets: dict[int, int], *, wait: bool = True) -> bool:
+        """Commit ``offsets``; False (logged) when the group took the partitions away.
+
+        ``wait=False`` sends the commit without waiting for the coordinator's answer: used
+        between checkpoints, where a lost commit only means a longer replay after a crash
+        (the next checkpoint commits later offsets). The last commit before stopping waits.
+        """
         if not offsets:
             return True
+        if not wait:
+            try:
+                self.consumer.commit(offsets=self.offsets(offsets), asynchronous=True)
+                return True
+            except KafkaException as exc:
+                self._on_commit(exc.args[0], [])
+                return False
         for attempt in range(5):
             try:
                 self.consumer.commit(offsets=self.offsets(offsets), asynchronous=False)

@@ -289,7 +289,7 @@ class PipelineRunner:
         try:
             reason = self._batches()
             if not self.transactional:
-                self._checkpoint()  # only after a clean stop: outputs of every batch are flushed
+                self._checkpoint(final=True)  # only after a clean stop: every output is flushed
             return reason
         finally:
             self._refresh_gauges()
@@ -404,19 +404,20 @@ class PipelineRunner:
             return 0
         return self._checkpoint()
 
-    def _checkpoint(self) -> int:
+    def _checkpoint(self, *, final: bool = False) -> int:
         """At-least-once: make state and input offsets durable together, after the outputs.
 
         Runs every ``checkpoint_interval_s`` rather than every batch, so batches between two
         checkpoints never wait for the broker. A crash replays the input since the last
         checkpoint from the state of that checkpoint: the same outputs, with the same identity,
-        are produced again; none is lost.
+        are produced again; none is lost. Only the flush is waited for on the way; the offset
+        commit is sent without waiting, except the ``final`` one before stopping.
         """
         assert self._output is not None
         snapshots = self._produce_state()
         self._output.flush(self.options.flush_timeout_s)
         if self._kafka is not None and self._pending_offsets:
-            self._kafka.commit(dict(self._pending_offsets))
+            self._kafka.commit(dict(self._pending_offsets), wait=final)
         self._pending_offsets.clear()
         self._uncheckpointed = False
         self._last_checkpoint = time.monotonic()
