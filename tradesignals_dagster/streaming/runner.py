@@ -344,7 +344,8 @@ class PipelineRunner:
         return batch
 
     def _handle(self, batch: Batch) -> tuple[int, int, int]:
-        """Transform, produce and commit one batch; returns (outputs, dead letters, snapshots)."""
+        """Transform and produce one batch (committed inside it with exactly_once, else at the next
+        checkpoint); returns (outputs, dead letters, snapshots)."""
         assert self._output is not None and self._out_serde is not None
         result = self.transformer.run(batch.records, batch.positions, batch.rejections)
         outputs = result.outputs
