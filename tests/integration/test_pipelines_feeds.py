@@ -19,6 +19,7 @@ from test_pipelines_support import (
     start_process,
     stop_process,
     wait_for,
+    wait_started,
     write_env,
 )
 from ws_server import FeedServer, envelope
@@ -119,7 +120,7 @@ def test_sigterm_exits_zero_after_flushing(tmp_path: Path, stack: Any) -> None:
     )
     proc = start_process(env, env.ingest)
     port_file = metrics_port_file(env.settings.state_dir, env.ingest)
-    wait_for(port_file.exists, 30, what="metrics port file")
+    wait_started(env, env.ingest, proc)
     url = f"http://127.0.0.1:{int(port_file.read_text())}/metrics"
 
     def produced() -> int:

@@ -34,6 +34,7 @@ from test_pipelines_support import (
     start_process,
     stop_process,
     wait_for,
+    wait_started,
     write_env,
 )
 
@@ -85,6 +86,7 @@ def test_sigkill_and_restart_gives_the_bars_of_an_uninterrupted_run(
         assert progress[0] < sum(ends.values()), "the kill came after the last trade; use more trades"
 
     proc = start_process(env, env.bars_pipeline)
+    wait_started(env, env.bars_pipeline, proc)
     wait_for(lambda: caught_up(env, group, env.trades), 90, what="the restarted pipeline to catch up")
     assert stop_process(proc, signal.SIGTERM) == 0
     assert committed(env, group, env.trades) == ends

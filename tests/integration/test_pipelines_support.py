@@ -33,6 +33,7 @@ from tradesignals_dagster.kafka.serde import AvroSerde
 from tradesignals_dagster.registry.loader import load_application
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
+from tradesignals_dagster.streaming.metrics import metrics_port_file
 from tradesignals_dagster.streaming.runner import PipelineRunner, RunSummary
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -196,11 +197,23 @@ class ThreadRun:
 def start_process(
     env: PipelineEnv, key: str, extra_env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``pipelines/<key>/app.py`` exactly as the process supervisor does."""
+    """Start ``pipelines/<key>/app.py`` exactly as the process supervisor does.
+
+    A stale metrics port file (a SIGKILLed run leaves it) is removed first, so that
+    :func:`wait_started` sees this process's own.
+    """
+    metrics_port_file(env.settings.state_dir, key).unlink(missing_ok=True)
     desired = desired_state(env.app, key, env.settings)
     log = (env.root / f"{key}.log").open("ab")
     proc_env = {**os.environ, **desired.env, **(extra_env or {})}
     return subprocess.Popen(desired.command, env=proc_env, cwd=desired.workdir, stdout=log, stderr=log)
+
+
+def wait_started(env: PipelineEnv, key: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until the pipeline has connected and serves metrics (its signal handlers are in place)."""
+    port_file = metrics_port_file(env.settings.state_dir, key)
+    wait_for(lambda: port_file.exists() or proc.poll() is not None, timeout, what=f"{key} to start")
+    assert proc.poll() is None, f"{key} exited during start-up with {proc.returncode}"
 
 
 def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30) -> int:
