@@ -65,6 +65,10 @@ def run_main(
 
     key = pipeline_key or os.environ.get("TRADESIGNALS_PIPELINE") or _key_from_argv()
     log = configure_logging("INFO", key)
+    stop = threading.Event()  # set by a signal during start-up too: the run then ends at once, cleanly
+    runner: PipelineRunner | None = None
+    if install_signals:
+        install_stop_signals(lambda reason: runner.request_stop(reason) if runner else stop.set())
     try:
         if not key:
             raise PipelineConfigError(
@@ -75,9 +79,7 @@ def run_main(
         if key not in app.pipelines:
             raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
         log = configure_logging(app.pipelines[key].log_level, key)
-        runner = PipelineRunner(app, key, settings, build, overrides=overrides)
-        if install_signals:
-            install_stop_signals(runner.request_stop)
+        runner = PipelineRunner(app, key, settings, build, overrides=overrides, stop=stop)
         runner.run()
         return 0
     except TradesignalsError as exc:
