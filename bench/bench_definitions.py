@@ -17,7 +17,7 @@ from pathlib import Path
 started = time.perf_counter()
 from tradesignals_dagster.defs.build import build_definitions
 from tradesignals_dagster.settings import Settings
-defs = build_definitions(Settings(registry=Path(sys.argv[1]), pipelines_dir=Path(sys.argv[1]) / "none",
+defs = build_definitions(Settings(registry=Path(sys.argv[1]),
                                   state_dir=Path(sys.argv[1]) / ".state"))
 graph = defs.resolve_asset_graph()
 n = len(list(graph.get_all_asset_keys()))

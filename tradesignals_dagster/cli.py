@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tradesignals_dagster import __version__
 from tradesignals_dagster.errors import TradesignalsError
-from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.application import check_app
 from tradesignals_dagster.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -61,7 +61,11 @@ def common_options() -> argparse.ArgumentParser:
     """Options every subcommand takes: where the registry, pipelines and state live."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--registry", type=Path, help="registry directory (default: registry/)")
-    common.add_argument("--pipelines", type=Path, help="pipelines directory (default: pipelines/)")
+    common.add_argument(
+        "--pipelines",
+        type=Path,
+        help="pipelines directory (default: <registry>/pipelines if present, else pipelines/ beside it)",
+    )
     common.add_argument("--state-dir", type=Path, help="state directory (default: .state/)")
     return common
 
@@ -70,29 +74,11 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(registry=args.registry, pipelines_dir=args.pipelines, state_dir=args.state_dir)
 
 
-def pipelines_dir_for(settings: Settings, explicit: bool) -> Path | None:
-    """The pipelines directory to check against the registry.
-
-    The given one; else ``pipelines/`` inside the registry directory (the seed's layout); else
-    the project's ``pipelines/`` when the registry is the project's own. ``None`` skips the
-    per-directory checks (a registry kept apart from its pipeline code).
-    """
-    if explicit:
-        return settings.pipelines_dir
-    inside = settings.registry / "pipelines"
-    if inside.is_dir():
-        return inside
-    default = Path("registry")
-    if settings.registry.resolve() == default.resolve() and settings.pipelines_dir.is_dir():
-        return settings.pipelines_dir
-    return None
-
-
 @command("validate")
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     """``tradesignals validate``: every problem at once, file:line path: reason."""
     started = time.perf_counter()
-    result = load_registry(settings.registry, pipelines_dir_for(settings, args.pipelines is not None))
+    result = check_app(settings)
     elapsed = time.perf_counter() - started
     failing = result.errors + (result.warnings if args.strict else [])
     if args.json:

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import Any
 
-from tradesignals_dagster.cli import command, common_options, pipelines_dir_for
+from tradesignals_dagster.cli import command, common_options
 from tradesignals_dagster.control.apply import ControlPlane
-from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
 
@@ -52,8 +52,7 @@ def add_parsers(sub: Any) -> None:
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:
     """The validated application; problems raise a RegistryError (exit 2)."""
-    explicit = getattr(args, "pipelines", None) is not None
-    return load_registry(settings.registry, pipelines_dir_for(settings, explicit)).require()
+    return load_app(settings)
 
 
 @command("dev")

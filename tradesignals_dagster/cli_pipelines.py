@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from tradesignals_dagster.cli import command, common_options, pipelines_dir_for
+from tradesignals_dagster.cli import command, common_options
 from tradesignals_dagster.deploy.errors import DeployError, UnknownPipelineError
 from tradesignals_dagster.deploy.runtime import PipelineRuntime, RuntimeStatus
 from tradesignals_dagster.errors import TradesignalsError
-from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
 
@@ -106,11 +106,7 @@ def cmd_pipelines(args: argparse.Namespace, settings: Settings) -> int:
 
 def _registry(args: argparse.Namespace, settings: Settings) -> tuple[StreamingApplication, Settings]:
     """The validated registry, and the settings with the pipelines directory it was checked with."""
-    pipelines_dir = pipelines_dir_for(settings, args.pipelines is not None)
-    app = load_registry(settings.registry, pipelines_dir).require()
-    if pipelines_dir is not None and pipelines_dir != settings.pipelines_dir:
-        settings = settings.model_copy(update={"pipelines_dir": pipelines_dir})
-    return app, settings
+    return load_app(settings), settings
 
 
 def _runtime(settings: Settings) -> PipelineRuntime:

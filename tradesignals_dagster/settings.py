@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STACK_FILE = "stack.json"
@@ -27,7 +27,11 @@ class Settings(BaseSettings):
 
     registry: Path = Field(Path("registry"), description="Directory holding pipelines.yaml.")
     pipelines_dir: Path = Field(
-        Path("pipelines"), description="Directory holding one folder per pipeline id."
+        Path("pipelines"),
+        description=(
+            "Directory holding one folder per pipeline id. When not set: <registry>/pipelines if it "
+            "exists (the seed's layout), else the pipelines/ directory beside the registry."
+        ),
     )
     state_dir: Path = Field(Path(".state"), description="Where the local stack, logs and process state live.")
     bootstrap_servers: str | None = Field(
@@ -53,6 +57,40 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         10.0, description="How long admin calls wait before reporting the service as down."
     )
+    _pipelines_explicit: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> Settings:
+        """Make every path absolute and derive the pipelines directory by one rule.
+
+        Relative paths are taken against the working directory at the moment the settings are
+        built. An unset pipelines directory follows the registry, not the working directory, so
+        the CLI, the Dagster definitions and a pipeline process started anywhere agree on it.
+        """
+        cwd = Path(os.getcwd())
+        self._pipelines_explicit = "pipelines_dir" in self.model_fields_set
+        self.registry = self.registry if self.registry.is_absolute() else cwd / self.registry
+        self.state_dir = self.state_dir if self.state_dir.is_absolute() else cwd / self.state_dir
+        if self.pipelines_explicit:
+            if not self.pipelines_dir.is_absolute():
+                self.pipelines_dir = cwd / self.pipelines_dir
+        else:
+            home = self.registry if self.registry.is_dir() else self.registry.parent
+            inside = home / "pipelines"
+            self.pipelines_dir = inside if inside.is_dir() else home.parent / "pipelines"
+        return self
+
+    @property
+    def pipelines_explicit(self) -> bool:
+        """Whether the pipelines directory was given (flag, variable) rather than derived."""
+        return self._pipelines_explicit
+
+    def pipelines_to_check(self) -> Path | None:
+        """The pipelines directory the registry is loaded with: a given one always (so a missing
+        one is reported), a derived one only when it exists (a registry kept apart from code)."""
+        if self.pipelines_explicit or self.pipelines_dir.is_dir():
+            return self.pipelines_dir
+        return None
 
     def stack_info(self) -> dict[str, Any]:
         """What ``tradesignals stack up`` recorded about the local stack, or ``{}``."""
@@ -108,7 +146,4 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings now, from the environment as it is at the call."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    settings = Settings(**clean)
-    if not settings.state_dir.is_absolute():
-        settings.state_dir = Path(os.getcwd()) / settings.state_dir
-    return settings
+    return Settings(**clean)

@@ -63,7 +63,7 @@ def test_any_valid_registry_yields_its_own_graph(tmp_path: Path) -> None:
         "output": {"topic_id": "quotes"},
     }
     (reg / "pipelines.yaml").write_text(yaml.safe_dump(data))
-    settings = Settings(registry=reg, pipelines_dir=tmp_path / "none", state_dir=tmp_path)
+    settings = Settings(registry=reg, state_dir=tmp_path)  # no pipelines/ beside it: code kept apart
 
     assets = graph_of(build_definitions(settings))["assets"]
 

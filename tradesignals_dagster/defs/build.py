@@ -8,19 +8,18 @@ from tradesignals_dagster.defs.assets import build_assets
 from tradesignals_dagster.defs.checks import build_checks
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.defs.sensors import pipeline_health, pipeline_redeploy
-from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for the registry under ``settings``; a broken registry raises RegistryError
     listing every problem, so the code location shows why it did not load."""
-    pipelines = settings.pipelines_dir if settings.pipelines_dir.is_dir() else None
-    app = load_registry(settings.registry, pipelines).require()
+    app = load_app(settings)
     resource = TradesignalsResource(
-        registry=str(settings.registry.resolve()),
-        pipelines_dir=str(settings.pipelines_dir.resolve()),
-        state_dir=str(settings.state_dir.resolve()),
+        registry=str(settings.registry),
+        pipelines_dir=str(settings.pipelines_dir) if settings.pipelines_explicit else None,
+        state_dir=str(settings.state_dir),
     )
     return dg.Definitions(
         assets=build_assets(app),

@@ -9,7 +9,7 @@ import dagster as dg
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.deploy.operations import runtime_for
 from tradesignals_dagster.deploy.runtime import PipelineRuntime
-from tradesignals_dagster.registry.loader import load_registry
+from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings, load_settings
 
@@ -35,9 +35,7 @@ class TradesignalsResource(dg.ConfigurableResource):  # type: ignore[type-arg,mi
 
     def app(self) -> StreamingApplication:
         """The registry as it is on disk now (a RegistryError lists every problem)."""
-        settings = self.settings()
-        pipelines = settings.pipelines_dir if settings.pipelines_dir.is_dir() else None
-        return load_registry(settings.registry, pipelines).require()
+        return load_app(self.settings())
 
     def control(self) -> ControlPlane:
         """Kafka admin and schema registry clients."""

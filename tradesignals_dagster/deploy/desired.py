@@ -49,12 +49,12 @@ def code_version(pipelines_dir: Path, key: str, image: str | None) -> str:
 def desired_state(app: StreamingApplication, key: str, settings: Settings) -> DesiredState:
     """What should run for pipeline ``key`` under ``settings`` (non-secret settings only)."""
     pipe = app.pipelines[key]
-    pipelines_dir = settings.pipelines_dir.resolve()
+    pipelines_dir = settings.pipelines_dir
     app_py = pipelines_dir / key / "app.py"
     env = {
-        "TRADESIGNALS_REGISTRY": str(settings.registry.resolve()),
+        "TRADESIGNALS_REGISTRY": str(settings.registry),
         "TRADESIGNALS_PIPELINES_DIR": str(pipelines_dir),
-        "TRADESIGNALS_STATE_DIR": str(settings.state_dir.resolve()),
+        "TRADESIGNALS_STATE_DIR": str(settings.state_dir),
         "TRADESIGNALS_BOOTSTRAP_SERVERS": settings.resolved_bootstrap_servers(),
         "TRADESIGNALS_SCHEMA_REGISTRY_URL": settings.resolved_schema_registry_url(),
         "TRADESIGNALS_SECURITY_PROTOCOL": settings.security_protocol,

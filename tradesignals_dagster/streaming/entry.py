@@ -16,7 +16,8 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from tradesignals_dagster.errors import TradesignalsError
-from tradesignals_dagster.settings import load_settings
+from tradesignals_dagster.registry.models import StreamingApplication
+from tradesignals_dagster.settings import Settings, load_settings
 from tradesignals_dagster.streaming.errors import PipelineConfigError
 from tradesignals_dagster.streaming.logging import configure_logging
 from tradesignals_dagster.streaming.processors.base import ProcessorFactory
@@ -47,6 +48,18 @@ def install_stop_signals(request_stop: Callable[[str], None]) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
+def load_pipeline(key: str) -> tuple[StreamingApplication, Settings]:
+    """The application and settings a pipeline process runs with, read from its environment
+    through the same loading path as the CLI and Dagster (so all agree on its version)."""
+    from tradesignals_dagster.registry.application import load_app
+
+    settings = load_settings()
+    app = load_app(settings)
+    if key not in app.pipelines:
+        raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
+    return app, settings
+
+
 def run_main(
     build: ProcessorFactory | None = None,
     *,
@@ -61,8 +74,6 @@ def run_main(
     :func:`~tradesignals_dagster.settings.load_settings`); ``overrides`` are layered on the
     pipeline's config (what-if runs, see :func:`~.config.parse_overrides`).
     """
-    from tradesignals_dagster.registry.loader import load_application
-
     key = pipeline_key or os.environ.get("TRADESIGNALS_PIPELINE") or _key_from_argv()
     log = configure_logging("INFO", key)
     stop = threading.Event()  # set by a signal during start-up too: the run then ends at once, cleanly
@@ -74,10 +85,7 @@ def run_main(
             raise PipelineConfigError(
                 "which pipeline? set TRADESIGNALS_PIPELINE or run pipelines/<id>/app.py"
             )
-        settings = load_settings()
-        app = load_application(settings.registry, settings.pipelines_dir)
-        if key not in app.pipelines:
-            raise PipelineConfigError(f"no pipeline {key!r} in the registry at {settings.registry}")
+        app, settings = load_pipeline(key)
         log = configure_logging(app.pipelines[key].log_level, key)
         runner = PipelineRunner(app, key, settings, build, overrides=overrides, stop=stop)
         runner.run()
