@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,10 +24,34 @@ class Problem:
 
     def render(self) -> str:
         """``file:line path: reason`` — the format editors and CI logs can jump to."""
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        file = escape_controls(self.file)
+        where = file if self.line is None else f"{file}:{self.line}"
         prefix = "warning: " if self.severity == "warning" else ""
-        location = f" {self.path}" if self.path else ""
-        return f"{where}{location}: {prefix}{self.message}"
+        location = f" {escape_controls(self.path)}" if self.path else ""
+        return f"{where}{location}: {prefix}{escape_controls(self.message)}"
+
+
+_INVISIBLE = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control and format characters written as escapes (``\\x1b``, ``\\u202e``).
+
+    Keys and values from the registry reach terminals and CI logs through messages; escape
+    sequences or right-to-left overrides in them must show as text, not act on the terminal.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if unicodedata.category(char) in _INVISIBLE:
+            code = ord(char)
+            out.append(
+                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+            )
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class RegistryError(TradesignalsError):
@@ -41,9 +66,24 @@ class RegistryError(TradesignalsError):
         super().__init__(f"the registry has {len(errors)} problem(s):\n{lines}")
 
 
+class UnreadableFileError(TradesignalsError):
+    """A registry file that is not read: missing, outside the registry, special, too big, not UTF-8.
+
+    Raised by :func:`tradesignals_dagster.registry.files.read_confined` and turned into a
+    ``file: reason`` problem by the loader; ``reason`` never holds the file's content.
+    """
+
+    exit_code = 2
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        self.reason = reason
+        self.missing = missing
+        super().__init__(reason)
+
+
 def display_path(path: Path) -> str:
     """A path relative to the working directory when it lies under it, else as given."""
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside the cwd, or a symlink loop
         return str(path)

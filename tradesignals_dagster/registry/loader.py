@@ -9,6 +9,7 @@ and per-pipeline ``pipelines/<id>/config.yaml``.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ from pydantic import ValidationError
 
 from tradesignals_dagster.registry.checks import cross_check
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
+from tradesignals_dagster.registry.custom_code import check_custom_code
 from tradesignals_dagster.registry.errors import Problem, RegistryError, display_path
+from tradesignals_dagster.registry.files import confined_reference
+from tradesignals_dagster.registry.identifiers import safe_id_problem
 from tradesignals_dagster.registry.models import (
     StreamingApplication,
     StreamingPipeline,
@@ -77,7 +81,8 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     root_path = _find_root(registry, ctx)
     if root_path is None:
         return LoadResult(None, ctx.problems)
-    doc = read_yaml(root_path, ctx.problems)
+    base_dir = root_path.parent
+    doc = read_yaml(root_path, ctx.problems, base_dir)
     if doc is None:
         return LoadResult(None, ctx.problems, display_path(root_path))
     if not isinstance(doc.data, dict):
@@ -85,7 +90,6 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
         return LoadResult(None, ctx.problems, doc.file)
 
     header, sections = _split_root(doc, ctx)
-    base_dir = root_path.parent
     schema_defs = schema_section(sections.get("Schemas"), doc, base_dir, ctx)
     topics = _topics(sections.get("Topics"), doc, base_dir, ctx)
     pipelines = _pipelines(sections.get("Pipelines"), doc, ctx)
@@ -129,7 +133,7 @@ def load_application(registry: Path | str, pipelines_dir: Path | str | None = No
 def _find_root(registry: Path, ctx: LoadContext) -> Path | None:
     if registry.is_file():
         return registry
-    if not registry.exists():
+    if not registry.is_dir():
         ctx.add(
             display_path(registry),
             (),
@@ -137,7 +141,7 @@ def _find_root(registry: Path, ctx: LoadContext) -> Path | None:
         )
         return None
     for name in ROOT_FILES:
-        if (registry / name).is_file():
+        if os.path.lexists(registry / name):  # a special file or bad link is reported when read
             return registry / name
     ctx.add(display_path(registry), (), f"no {ROOT_FILES[0]} in this directory")
     return None
@@ -191,17 +195,21 @@ def _topics(
 ) -> dict[str, StreamingTopic]:
     if loc is None:
         default = base_dir / "topics.yaml"
-        if not default.is_file():
+        if not os.path.lexists(default):
             return {}
         ref: Any = "topics.yaml"
         at = Located(root, ())
     else:
         ref, at = value_at(loc), loc
     if isinstance(ref, str):
+        refused = confined_reference(ref)
+        if refused is not None:
+            ctx.add(at.doc, at.path, f"Topics file {refused}")
+            return {}
         path = base_dir / ref
-        doc = read_yaml(path, ctx.problems)
+        doc = read_yaml(path, ctx.problems, base_dir)
         if doc is None:
-            if loc is not None and not path.exists():
+            if loc is not None and not os.path.lexists(path):
                 ctx.problems.pop()
                 ctx.add(loc.doc, loc.path, f"Topics refers to '{ref}', which does not exist")
             return {}
@@ -279,6 +287,10 @@ def _pipelines(loc: Located | None, root: YamlDoc, ctx: LoadContext) -> dict[str
     for key, raw in value.items():
         path = (*loc.path, key)
         report = ctx.reporter(loc.doc, path)
+        unsafe = safe_id_problem(key, "a pipeline id")
+        if unsafe is not None:
+            report((), f"{unsafe} (it names the directory pipelines/<id>/, the consumer group and the asset)")
+            continue
         if not isinstance(raw, dict):
             report((), f"a pipeline must be a mapping, got {kind_of(raw)}")
             continue
@@ -313,9 +325,10 @@ def _pipeline_dirs(root: Path, pipelines: dict[str, StreamingPipeline], ctx: Loa
                 f"match the pipeline id){suggest(key, present)}",
             )
             continue
+        check_custom_code(folder, pipeline, place, ctx)
         config = folder / "config.yaml"
-        if config.is_file():
-            doc = read_yaml(config, ctx.problems)
+        if os.path.lexists(config):
+            doc = read_yaml(config, ctx.problems, folder)
             if doc is not None and not isinstance(doc.data, dict):
                 ctx.add(doc, (), f"config.yaml must be a mapping of settings, got {kind_of(doc.data)}")
             elif doc is not None:

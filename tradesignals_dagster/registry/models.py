@@ -14,6 +14,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tradesignals_dagster.registry.files import module_path_problem
+from tradesignals_dagster.registry.identifiers import (
+    INT16_MAX,
+    INT32_MAX,
+    INT64_MAX,
+    MAX_PARTITIONS,
+    SafeId,
+    Subject,
+    TopicName,
+)
+from tradesignals_dagster.registry.topic_configs import configs_problems
+
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Compatibility = Literal[
     "NONE",
@@ -52,10 +64,14 @@ class AvroField(_Model):
     )
     doc: str | None = Field(None, description="What the field means; shown in Dagster.")
     logical_type: str | None = Field(None, description="Avro logical type, e.g. timestamp-millis or decimal.")
-    precision: int | None = Field(None, description="Decimal precision (total digits).")
-    scale: int | None = Field(None, description="Decimal scale (digits after the point).")
-    min_length: int | None = Field(None, ge=0, description="Validation: shortest string allowed.")
-    max_length: int | None = Field(None, ge=0, description="Validation: longest string allowed.")
+    precision: int | None = Field(None, le=INT32_MAX, description="Decimal precision (total digits).")
+    scale: int | None = Field(None, le=INT32_MAX, description="Decimal scale (digits after the point).")
+    min_length: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="Validation: shortest string allowed."
+    )
+    max_length: int | None = Field(
+        None, ge=0, le=INT64_MAX, description="Validation: longest string allowed."
+    )
     default: Any = Field(UNSET, description="Default for readers of older data.")
     aliases: list[str] = Field(default_factory=list, description="Former names of the field.")
     order: Literal["ascending", "descending", "ignore"] | None = Field(None, description="Avro sort order.")
@@ -73,8 +89,12 @@ class ValueSchema(_Model):
     name: str = Field(description="Record name, e.g. OptionTrades.")
     namespace: str | None = Field(None, description="Avro namespace of the record.")
     doc: str | None = Field(None, description="What one record means.")
-    version: int = Field(1, ge=1, description="The registry author's version of the schema.")
-    subject: str | None = Field(None, description="Schema registry subject; defaults to '<topic>-value'.")
+    version: int = Field(1, ge=1, le=INT32_MAX, description="The registry author's version of the schema.")
+    subject: Subject | None = Field(
+        None,
+        description="Schema registry subject; defaults to '<topic>-value'. "
+        "Letters, digits, '.', '_', ':', '-'.",
+    )
     compatibility: Compatibility | None = Field(
         None, description="Compatibility level for the subject; BACKWARD when unset."
     )
@@ -87,12 +107,17 @@ class ValueSchema(_Model):
 class StreamingTopic(_Model):
     """One Kafka topic (the seed's topic configuration dictionary)."""
 
-    id: str = Field(description="Topic name in Kafka.")
-    num_partitions: int = Field(4, ge=1, description="Number of partitions.")
-    replication_factor: int = Field(3, ge=1, description="Replication factor.")
-    min_insync_replicas: int = Field(2, ge=1, description="min.insync.replicas.")
-    retention_ms: int = Field(THIRTY_DAYS_MS, ge=-1, description="retention.ms; -1 keeps data forever.")
-    retention_bytes: int = Field(-1, ge=-1, description="retention.bytes; -1 is unlimited.")
+    id: TopicName = Field(
+        description="Topic name in Kafka: at most 249 characters from letters, digits, '.', '_', '-' "
+        "(not '.' or '..'), Kafka's own rule."
+    )
+    num_partitions: int = Field(4, ge=1, le=MAX_PARTITIONS, description="Number of partitions (1 to 10000).")
+    replication_factor: int = Field(3, ge=1, le=INT16_MAX, description="Replication factor (1 to 32767).")
+    min_insync_replicas: int = Field(2, ge=1, le=INT16_MAX, description="min.insync.replicas.")
+    retention_ms: int = Field(
+        THIRTY_DAYS_MS, ge=-1, le=INT64_MAX, description="retention.ms; -1 keeps data forever."
+    )
+    retention_bytes: int = Field(-1, ge=-1, le=INT64_MAX, description="retention.bytes; -1 is unlimited.")
     cleanup_policy: Literal["delete", "compact", "compact,delete", "delete,compact"] = Field(
         "delete", description="cleanup.policy."
     )
@@ -102,8 +127,8 @@ class StreamingTopic(_Model):
     value_serializer: Literal["avro", "json", "protobuf"] = Field(
         "avro", description="How message values are serialized."
     )
-    value_schema_id: str | None = Field(
-        None, description="Id of a schema in the Schemas section or registry/schemas/."
+    value_schema_id: TopicName | None = Field(
+        None, description="Id of a schema in the Schemas section or registry/schemas/ (a file name there)."
     )
     value_schema: ValueSchema | None = Field(None, description="Inline Avro value schema.")
     reset_topic_on_start: bool = Field(
@@ -113,7 +138,10 @@ class StreamingTopic(_Model):
         None, description="Schema compatibility level for this topic's subject."
     )
     configs: dict[str, str] = Field(
-        default_factory=dict, description="Any other Kafka topic configs, verbatim."
+        default_factory=dict,
+        description="Other Kafka topic configs (known topic-level keys, single values), passed verbatim. "
+        "retention.ms, retention.bytes, cleanup.policy and min.insync.replicas are refused here: "
+        "set retention_ms, retention_bytes, cleanup_policy, min_insync_replicas instead.",
     )
     doc: str | None = Field(None, description="What the topic carries.")
 
@@ -122,6 +150,9 @@ class StreamingTopic(_Model):
     @field_validator("configs", mode="before")
     @classmethod
     def _stringify(cls, value: Any) -> Any:
+        problems = configs_problems(value)
+        if problems:
+            raise ValueError("; ".join(problems))
         if isinstance(value, dict):
             return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
         return value
@@ -139,19 +170,30 @@ class StreamingPipelineInput(_Model):
     type: Literal["websocket", "kafka", "replay", "synthetic", "custom"] = Field(
         "websocket", description="Input kind."
     )
-    kafka_topic_id: str | None = Field(None, description="Topic read by a kafka input.")
-    group_id: str | None = Field(
+    kafka_topic_id: TopicName | None = Field(None, description="Topic read by a kafka input.")
+    group_id: TopicName | None = Field(
         None, description="Consumer group; defaults to the pipeline id so no two pipelines share."
     )
-    module_path: str | None = Field(None, description="Module of a custom PipelineInput.")
-    class_name: str | None = Field(None, description="Class of a custom PipelineInput.")
+    module_path: str | None = Field(
+        None,
+        description="Module of a custom PipelineInput, inside the pipeline's directory pipelines/<id>/: "
+        "a dotted module name (feeds.my_feed -> feeds/my_feed.py) or a relative .py path.",
+    )
+    class_name: str | None = Field(
+        None,
+        description="Class of a custom PipelineInput, defined in module_path (checked without importing).",
+    )
     url: str | None = Field(None, description="Websocket URL of a websocket input.")
     subscribe: dict[str, Any] | None = Field(
         None, description="Message a websocket input sends after connecting."
     )
     path: str | None = Field(None, description="File a replay input reads.")
     speed: float | None = Field(
-        None, gt=0, description="Replay speed multiple; unset replays as fast as possible."
+        None,
+        gt=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="Replay speed multiple; unset replays as fast as possible.",
     )
     additional_metadata: dict[str, Any] = Field(
         default_factory=dict, description="Key/value pairs passed to the input."
@@ -159,14 +201,29 @@ class StreamingPipelineInput(_Model):
 
     _pairs = field_validator("additional_metadata", mode="before")(_pairs_to_dict)
 
+    @field_validator("module_path")
+    @classmethod
+    def _module_in_pipeline_dir(cls, value: str | None) -> str | None:
+        reason = module_path_problem(value) if value is not None else None
+        if reason is not None:
+            raise ValueError(reason)
+        return value
+
+    @field_validator("class_name")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
+            raise ValueError("class_name must be a Python class name")
+        return value
+
 
 class StreamingPipelineOutput(_Model):
     """Where a pipeline writes (the seed's ``pipeline.output``)."""
 
     type: Literal["kafka"] = Field("kafka", description="Output kind.")
-    topic_id: str | None = Field(None, description="Topic written.")
+    topic_id: TopicName | None = Field(None, description="Topic written.")
     publisher_id: str | None = Field(None, description="Id of the data source.")
-    dataset_id: str | None = Field(None, description="Id of the dataset.")
+    dataset_id: SafeId | None = Field(None, description="Id of the dataset (a safe identifier).")
     entitlements: list[str] = Field(
         default_factory=list, description="Entitlements a reader needs; sent as a header."
     )
@@ -191,7 +248,9 @@ class StreamingPipeline(_Model):
     ``id`` inside (``OptionTradeVolumeBars``); that is kept as :attr:`name`.
     """
 
-    key: str = Field(description="Pipeline id (the mapping key).")
+    key: SafeId = Field(
+        description="Pipeline id (the mapping key): starts with a letter, then letters, digits, '_', '-'."
+    )
     name: str | None = Field(None, description="Display name (the seed's inner id).")
     log_level: LogLevel = Field("INFO", description="Log level of the pipeline process.")
     input: StreamingPipelineInput = Field(description="Where the pipeline reads.")
@@ -200,7 +259,7 @@ class StreamingPipeline(_Model):
     delivery: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once", description="Delivery guarantee."
     )
-    dead_letter_topic: str | None = Field(
+    dead_letter_topic: TopicName | None = Field(
         None, description="Topic for records that cannot be processed; '<input>.dlq' if unset."
     )
     doc: str | None = Field(None, description="What the pipeline does.")

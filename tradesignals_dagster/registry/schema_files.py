@@ -3,11 +3,14 @@ Avro JSON, ``.yaml`` in the registry's notation), translated to Avro and checked
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from tradesignals_dagster.registry import avro
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
+from tradesignals_dagster.registry.files import confined_reference
+from tradesignals_dagster.registry.identifiers import topic_name_problem
 from tradesignals_dagster.registry.models import StreamingTopic, ValueSchema
 from tradesignals_dagster.registry.normalise import suggest
 from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, format_path, read_yaml
@@ -31,7 +34,11 @@ def schema_section(
         return out
     for sid, raw in value.items():
         if isinstance(raw, str):
-            doc = read_yaml(base_dir / raw, ctx.problems)
+            refused = confined_reference(raw)
+            if refused is not None:
+                ctx.add(loc.doc, (*loc.path, sid), f"schema file {refused}")
+                continue
+            doc = read_yaml(base_dir / raw, ctx.problems, base_dir)
             if doc is not None:
                 out[str(sid)] = Located(doc, ())
         else:
@@ -78,10 +85,12 @@ def resolve_schema(
 
 
 def _schema_file(sid: str, base_dir: Path, ctx: LoadContext) -> Located | None:
+    if topic_name_problem(sid) is not None:
+        return None  # the id itself is reported by the model; it must never become a path
     for suffix in SCHEMA_SUFFIXES:
         path = base_dir / "schemas" / f"{sid}{suffix}"
-        if path.is_file():
-            doc = read_yaml(path, ctx.problems)
+        if os.path.lexists(path):
+            doc = read_yaml(path, ctx.problems, base_dir)
             return Located(doc, ()) if doc is not None else None
     return None
 

@@ -2,7 +2,9 @@
 
 PyYAML's C parser builds the node tree; one walk over it produces plain Python data and a map
 from YAML path to line number, and catches duplicate keys that ``yaml.safe_load`` would
-silently collapse.
+silently collapse. Before that walk, :mod:`~tradesignals_dagster.registry.yamlbounds` refuses
+what plain data never needs and hostile input relies on: explicit tags, deep nesting, alias
+bombs and recursive aliases. Keys must be strings.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any
 
 import yaml
 
-from tradesignals_dagster.registry.errors import Problem, display_path
+from tradesignals_dagster.registry.errors import Problem, UnreadableFileError, display_path
+from tradesignals_dagster.registry.files import read_confined
+from tradesignals_dagster.registry.yamlbounds import check_expansion, key_problem, scan_events, syntax_problem
 
 try:
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
@@ -51,50 +55,52 @@ def format_path(path: PathKey) -> str:
     return out
 
 
-def read_yaml(path: Path, problems: list[Problem]) -> YamlDoc | None:
-    """Parse ``path``; on failure append a located problem and return ``None``."""
+def read_yaml(path: Path, problems: list[Problem], root: Path) -> YamlDoc | None:
+    """Parse ``path``, a file that must lie inside ``root``; on failure append a problem, return ``None``.
+
+    The file is read through :func:`read_confined` (regular file, inside ``root``, at most
+    8 MiB), so a refused file is reported as ``file: reason`` and never quoted.
+    """
     shown = display_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(Problem(shown, None, "", "file not found"))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(shown, None, "", f"cannot read file: {exc}"))
+        text = read_confined(path, root)
+    except UnreadableFileError as exc:
+        problems.append(Problem(shown, None, "", exc.reason))
         return None
     return parse_yaml(text, shown, problems)
 
 
 def parse_yaml(text: str, shown: str, problems: list[Problem]) -> YamlDoc | None:
-    """Parse YAML text that came from ``shown``; see :func:`read_yaml`."""
+    """Parse YAML text that came from ``shown``; see :func:`read_yaml`.
+
+    Three passes, each bounded before the next runs: the event stream (tags, nesting depth,
+    alias count), the node tree (recursive aliases, size after alias expansion), then the data.
+    """
     if not text.strip():
         problems.append(Problem(shown, None, "", "file is empty"))
+        return None
+    if not scan_events(text, shown, problems):
         return None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = exc.problem or exc.context or "invalid YAML"
-        lines = text.splitlines()
-        bad_line = lines[line - 1] if line is not None and 0 < line <= len(lines) else ""
-        if "\t" in bad_line or "tab" in str(reason).lower():
-            reason = f"{reason} (YAML does not allow tabs for indentation; use spaces)"
-        problems.append(Problem(shown, line, "", f"YAML syntax error: {reason}"))
-        return None
     except yaml.YAMLError as exc:
-        problems.append(Problem(shown, None, "", f"YAML syntax error: {exc}"))
+        problems.append(syntax_problem(exc, text, shown))
         return None
     finally:
         loader.dispose()
     if node is None:
         problems.append(Problem(shown, None, "", "file holds no YAML document"))
         return None
+    if not check_expansion(node, shown, problems):
+        return None
     doc = YamlDoc(shown, None)
     ctor = yaml.SafeLoader("")
     try:
         doc.data = _build(node, (), doc, ctor, problems)
+    except yaml.MarkedYAMLError as exc:
+        problems.append(syntax_problem(exc, text, shown, "YAML error"))
+        return None
     except (yaml.YAMLError, ValueError, TypeError) as exc:
         problems.append(Problem(shown, None, "", f"YAML error: {exc}"))
         return None
@@ -107,20 +113,13 @@ def _build(
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         ctor.flatten_mapping(node)
-        out: dict[Any, Any] = {}
+        out: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            key = ctor.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                problems.append(
-                    Problem(
-                        doc.file,
-                        key_node.start_mark.line + 1,
-                        format_path(path),
-                        "mapping keys must be plain scalars",
-                    )
-                )
+            reason = key_problem(key_node)
+            if reason is not None:
+                problems.append(Problem(doc.file, key_node.start_mark.line + 1, format_path(path), reason))
                 continue
-            skey = str(key) if not isinstance(key, str) else key
+            skey: str = key_node.value
             child = (*path, skey)
             if skey in out:
                 problems.append(
@@ -137,4 +136,8 @@ def _build(
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc, ctor, problems) for i, item in enumerate(node.value)]
-    return ctor.construct_object(node, deep=True)
+    try:
+        return ctor.construct_object(node, deep=True)
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path), f"bad value: {exc}"))
+        return None
