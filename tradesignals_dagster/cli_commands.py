@@ -74,7 +74,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             json.dumps(info, indent=2)
             if args.json
             else f"kafka: {info['bootstrap_servers']}\nschema registry: {info['schema_registry_url']}\n"
-            f"state: {settings.state_dir}"
+            f"clickhouse: {info.get('clickhouse_url')}\nstate: {settings.state_dir}"
         )
         return 0
     if args.action == "down":
@@ -94,7 +94,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             f"stack {state}\n  kafka: {status['bootstrap_servers'] or 'not started'} "
             f"({'ready' if status['kafka'].get('ready') else 'down'})\n"
             f"  schema registry: {status['schema_registry_url'] or 'not started'} "
-            f"({'ready' if status['schema_registry'].get('ready') else 'down'})"
+            f"({'ready' if status['schema_registry'].get('ready') else 'down'})\n"
+            f"  clickhouse: {status['clickhouse_url'] or 'not started'} "
+            f"({'ready' if status['clickhouse'].get('ready') else 'down'})"
         )
     return 0 if status["running"] else 1
 

@@ -48,8 +48,13 @@ class Settings(BaseSettings):
         None, description="'user:password' for the schema registry, if it needs it."
     )
     clickhouse_dsn: str | None = Field(
-        None, description="clickhouse-connect DSN: http://host:8123 or chdb:///path."
+        None, description="Older name of clickhouse_url, still honoured when that is unset."
     )
+    clickhouse_url: str | None = Field(
+        None, description="ClickHouse HTTP(S) URL, e.g. https://host:8443; defaults to the local stack's."
+    )
+    clickhouse_user: str = Field("default", description="ClickHouse user.")
+    clickhouse_password: SecretStr | None = Field(None, description="ClickHouse password, if any.")
     object_store_url: str | None = Field(
         None, description="s3://bucket/prefix or a local directory for Parquet exports."
     )
@@ -114,6 +119,14 @@ class Settings(BaseSettings):
         if self.schema_registry_url:
             return self.schema_registry_url
         return str(self.stack_info().get("schema_registry_url", "http://127.0.0.1:8081"))
+
+    def resolved_clickhouse_url(self) -> str:
+        """The configured ClickHouse URL (or the older DSN), else the local stack's endpoint."""
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return str(self.stack_info().get("clickhouse_url", "http://127.0.0.1:8123"))
 
     def resolved_clickhouse_dsn(self) -> str:
         """The configured ClickHouse DSN, else an in-process chdb under the state dir."""

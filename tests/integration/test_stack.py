@@ -194,8 +194,8 @@ def test_stack_down_leaves_no_process(tmp_path: Path, kafka_jar_dir: Path) -> No
         assert stack_status(settings)["running"] is True
     finally:
         stopped = stack_down(settings)
-    assert stopped == {"schema_registry": True, "kafka": True}
-    for component in ("kafka", "schema_registry"):
+    assert stopped == {"clickhouse": True, "schema_registry": True, "kafka": True}
+    for component in ("kafka", "schema_registry", "clickhouse"):
         assert not pid_alive(info[component]["pid"])
         assert not tcp_open(info[component]["port"])
     assert _processes_mentioning(str(tmp_path)) == []
@@ -204,7 +204,8 @@ def test_stack_down_leaves_no_process(tmp_path: Path, kafka_jar_dir: Path) -> No
     assert status["running"] is False
     assert status["kafka"]["running"] is False
     assert status["schema_registry"]["running"] is False
-    assert stack_down(settings) == {"schema_registry": False, "kafka": False}
+    assert status["clickhouse"]["running"] is False
+    assert stack_down(settings) == {"clickhouse": False, "schema_registry": False, "kafka": False}
 
 
 def test_missing_java_and_maven_are_reported(tmp_path: Path) -> None:

@@ -37,3 +37,7 @@ class BrokerStartError(StackError):
 
 class RegistryStartError(StackError):
     """The schema registry service did not come up; the message carries its log tail."""
+
+
+class ClickHouseStartError(StackError):
+    """The local ClickHouse endpoint did not come up; the message carries its log tail."""

@@ -1,4 +1,5 @@
-"""``stack up / down / status``: the local Kafka broker plus the schema registry service.
+"""``stack up / down / status``: the local Kafka broker, the schema registry service and the
+ClickHouse endpoint (:mod:`tradesignals_dagster.stack.clickhouse`).
 
 ``stack_up`` starts both as detached processes under ``settings.state_dir`` and writes
 ``<state_dir>/stack.json``, which :class:`~tradesignals_dagster.settings.Settings` reads to
@@ -17,6 +18,7 @@ from typing import Any
 
 import tradesignals_dagster
 from tradesignals_dagster.settings import STACK_FILE, Settings
+from tradesignals_dagster.stack.clickhouse import ClickHouseEndpointService
 from tradesignals_dagster.stack.errors import PortInUseError, RegistryStartError, StackError
 from tradesignals_dagster.stack.jars import shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
@@ -150,25 +152,39 @@ def _stack_file(settings: Settings) -> Path:
     return Path(settings.state_dir).resolve() / STACK_FILE
 
 
-def _stack_info(state_dir: Path, kafka: dict[str, Any], registry: dict[str, Any]) -> dict[str, Any]:
-    """The content of ``stack.json`` from the two components' status."""
+def _stack_info(
+    state_dir: Path, kafka: dict[str, Any], registry: dict[str, Any], clickhouse: dict[str, Any]
+) -> dict[str, Any]:
+    """The content of ``stack.json`` from the three components' status."""
     return {
         "bootstrap_servers": kafka["bootstrap_servers"],
         "schema_registry_url": registry["url"],
+        "clickhouse_url": clickhouse["url"],
         "state_dir": str(state_dir),
         "kafka": {k: kafka[k] for k in ("pid", "port", "controller_port", "version", "log")}
         | {"data_dir": kafka["data_dir"]},
         "schema_registry": {k: registry[k] for k in ("pid", "port", "url", "log", "db")},
+        "clickhouse": {k: clickhouse[k] for k in ("pid", "port", "url", "log", "data_dir")},
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def _answers(info: dict[str, Any], broker: KafkaBroker, registry: SchemaRegistryService) -> bool:
-    """Whether ``stack.json`` describes the running broker and registry, both answering."""
+def _answers(
+    info: dict[str, Any],
+    broker: KafkaBroker,
+    registry: SchemaRegistryService,
+    clickhouse: ClickHouseEndpointService,
+) -> bool:
+    """Whether ``stack.json`` describes the running broker, registry and ClickHouse endpoint."""
     kafka = info.get("kafka") or {}
     reg = info.get("schema_registry") or {}
+    ch = info.get("clickhouse") or {}
     return (
-        broker.pid is not None
+        clickhouse.pid is not None
+        and clickhouse.pid == ch.get("pid")
+        and info.get("clickhouse_url") == clickhouse.url
+        and clickhouse.is_ready()
+        and broker.pid is not None
         and broker.pid == kafka.get("pid")
         and registry.pid is not None
         and registry.pid == reg.get("pid")
@@ -186,8 +202,10 @@ def stack_up(
     *,
     jar_dir: Path | None = None,
     timeout: float = 60.0,
+    clickhouse_port: int | None = None,
 ) -> dict[str, Any]:
-    """Start the local Kafka broker and schema registry, and record them in ``stack.json``.
+    """Start the local Kafka broker, schema registry and ClickHouse endpoint; record them in
+    ``stack.json``.
 
     Idempotent: when ``stack.json`` describes a running stack that answers, it is returned
     unchanged; a component that is down is started again. Ports of None reuse the previous
@@ -199,30 +217,44 @@ def stack_up(
     state_dir.mkdir(parents=True, exist_ok=True)
     broker = KafkaBroker(state_dir, port=kafka_port, jar_dir=_jar_dir(jar_dir))
     registry = SchemaRegistryService(state_dir, port=registry_port)
+    password = settings.clickhouse_password
+    clickhouse = ClickHouseEndpointService(
+        state_dir,
+        port=clickhouse_port,
+        user=settings.clickhouse_user,
+        password=password.get_secret_value() if password else None,
+    )
     with file_lock(state_dir / "stack.lock"):
         info = read_json(_stack_file(settings))
-        ports_match = (kafka_port in (None, broker.port)) and (registry_port in (None, registry.port))
-        if info and ports_match and _answers(info, broker, registry):
+        ports_match = (
+            kafka_port in (None, broker.port)
+            and registry_port in (None, registry.port)
+            and clickhouse_port in (None, clickhouse.port)
+        )
+        if info and ports_match and _answers(info, broker, registry, clickhouse):
             return info
         broker_was_running = broker.pid is not None
         owned = {
             broker.port: broker_was_running,
             registry.port: registry.pid is not None,
+            clickhouse.port: clickhouse.pid is not None,
         }
         for port, what in (
             (kafka_port, "Kafka broker listener"),
             (registry_port, "schema registry"),
+            (clickhouse_port, "ClickHouse endpoint"),
         ):
             if port and not owned.get(port) and port_in_use(port):
                 raise PortInUseError(port, what)
         kafka = broker.start(timeout=timeout)
         try:
             reg = registry.start(timeout=min(timeout, 30.0))
+            ch = clickhouse.start(timeout=timeout)
         except Exception:
             if not broker_was_running:
                 broker.stop()
             raise
-        info = _stack_info(state_dir, kafka, reg)
+        info = _stack_info(state_dir, kafka, reg, ch)
         write_json(_stack_file(settings), info)
         return info
 
@@ -236,6 +268,7 @@ def stack_down(settings: Settings, timeout: float = 20.0) -> dict[str, bool]:
     state_dir = Path(settings.state_dir).resolve()
     with file_lock(state_dir / "stack.lock"):
         stopped = {
+            "clickhouse": ClickHouseEndpointService(state_dir).stop(timeout=timeout),
             "schema_registry": SchemaRegistryService(state_dir).stop(timeout=timeout),
             "kafka": KafkaBroker(state_dir).stop(timeout=timeout),
         }
@@ -248,13 +281,16 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     state_dir = Path(settings.state_dir).resolve()
     kafka = KafkaBroker(state_dir).status()
     registry = SchemaRegistryService(state_dir).status()
+    clickhouse = ClickHouseEndpointService(state_dir).status()
     path = _stack_file(settings)
     return {
-        "running": bool(kafka["ready"] and registry["ready"]),
+        "running": bool(kafka["ready"] and registry["ready"] and clickhouse["ready"]),
         "state_dir": str(state_dir),
         "stack_file": str(path) if path.is_file() else None,
         "bootstrap_servers": kafka["bootstrap_servers"],
         "schema_registry_url": registry["url"],
+        "clickhouse_url": clickhouse["url"],
         "kafka": kafka,
         "schema_registry": registry,
+        "clickhouse": clickhouse,
     }
