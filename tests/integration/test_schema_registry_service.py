@@ -13,10 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -78,11 +78,16 @@ class RegistryProcess:
             self.proc.stdout.close()
 
 
-def start_registry(db: Path, timeout: float = 30.0) -> RegistryProcess:
-    """Start the service on a kernel-chosen port and wait until it answers."""
+def start_registry(
+    db: Path, timeout: float = 30.0, extra_args: Sequence[str] = (), stderr: IO[str] | None = None
+) -> RegistryProcess:
+    """Start the service on a kernel-chosen port and wait until it answers.
+
+    ``extra_args`` are added to the command line; ``stderr`` (a file) receives its log.
+    """
     argv = [sys.executable, "-m", MODULE, "--host", "127.0.0.1", "--port", "0", "--db", str(db)]
-    argv += ["--log-level", "WARNING"]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    argv += ["--log-level", "WARNING", *extra_args]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr, text=True)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = ""

@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tradesignals_dagster.stack.schema_registry.server import LOCALHOST, create_server
+from tradesignals_dagster.stack.schema_registry.server import (
+    DEFAULT_MAX_BODY_BYTES,
+    LOCALHOST,
+    create_server,
+)
 from tradesignals_dagster.stack.schema_registry.store import SchemaRegistryStore
 
 
@@ -28,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8081, help="port to bind; 0 picks a free one")
     parser.add_argument("--db", type=Path, required=True, help="SQLite database file")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help=f"largest request body accepted; larger ones get 413 (default {DEFAULT_MAX_BODY_BYTES})",
+    )
     return parser
 
 
@@ -39,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     store = SchemaRegistryStore(args.db)
     try:
-        server = create_server(store, args.host, args.port)
-    except OSError as exc:
+        server = create_server(store, args.host, args.port, args.max_body_bytes)
+    except (OSError, ValueError) as exc:
         store.close()
         print(f"cannot listen on {args.host}:{args.port}: {exc}", flush=True)
         return 1

@@ -124,3 +124,20 @@ def incompatible_schema(message: str) -> RegistryApiError:
 def bad_request(message: str) -> RegistryApiError:
     """400: the request body is not the JSON the endpoint expects."""
     return RegistryApiError(400, 400, message)
+
+
+def payload_too_large(limit: int) -> RegistryApiError:
+    """413: the request body is larger than the service accepts (``--max-body-bytes``)."""
+    return RegistryApiError(413, 413, f"the request body is larger than the {limit}-byte limit")
+
+
+def bad_header(message: str) -> RegistryApiError:
+    """400: a request header (``Content-Length``, ``Transfer-Encoding``) cannot be honoured."""
+    return RegistryApiError(400, 400, message)
+
+
+def length_required() -> RegistryApiError:
+    """411: a body sent without ``Content-Length`` (chunked transfer encoding is not supported)."""
+    return RegistryApiError(
+        411, 411, "a request body needs a Content-Length header; chunked transfer encoding is not supported"
+    )
