@@ -13,6 +13,7 @@ schema resolution ignores them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from tradesignals_dagster.kafka.errors import SchemaParseError
 
 PRIMITIVE_TYPES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED_TYPES = frozenset({"record", "error", "enum", "fixed"})
+AVRO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What the specification allows for names, namespace parts, field names and enum symbols."""
+NO_DEFAULT: Any = object()
 
 SchemaLike = Mapping[str, Any] | Sequence[Any] | str
 """A schema as JSON text, a primitive type name, a decoded JSON object or a union list."""
@@ -32,6 +36,8 @@ class AvroType:
 
     kind: str
     logical_type: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict, kw_only=True)
+    """``precision`` and ``scale`` as written, for the logical type checks."""
 
 
 @dataclass(eq=False)
@@ -55,6 +61,7 @@ class AvroField:
     type: AvroType
     has_default: bool
     aliases: tuple[str, ...] = ()
+    default: Any = NO_DEFAULT
 
 
 @dataclass(eq=False)
@@ -128,6 +135,20 @@ def parse_avro(schema: SchemaLike) -> AvroType:
     return _Parser().parse(load_schema_json(schema), namespace=None, path="")
 
 
+def _check_name(name: str, what: str, path: str) -> None:
+    if not AVRO_NAME.fullmatch(name):
+        raise SchemaParseError(f"{what} {name!r} is not a valid Avro name ([A-Za-z_][A-Za-z0-9_]*)", path)
+
+
+def _check_fullname(fullname: str, path: str) -> None:
+    *space, name = fullname.split(".")
+    _check_name(name, "the name", path)
+    if name in PRIMITIVE_TYPES:
+        raise SchemaParseError(f"the name {name!r} is a primitive type name and cannot name a type", path)
+    for part in space:
+        _check_name(part, "the namespace part", path)
+
+
 def _qualify(name: str, namespace: str | None) -> str:
     if "." in name or not namespace:
         return name
@@ -178,8 +199,9 @@ class _Parser:
             return self.parse(kind, namespace, f"{path}/type")
         if not isinstance(kind, str):
             raise SchemaParseError("an object schema needs a 'type' attribute", path)
+        params = {k: obj[k] for k in ("precision", "scale") if k in obj}
         if kind in PRIMITIVE_TYPES:
-            return AvroType(kind, logical_type)
+            return AvroType(kind, logical_type, params=params)
         if kind == "array":
             if "items" not in obj:
                 raise SchemaParseError("an array needs 'items'", path)
@@ -191,7 +213,9 @@ class _Parser:
             values = self.parse(obj["values"], namespace, f"{path}/values")
             return MapType("map", logical_type, values=values)
         if kind in NAMED_TYPES:
-            return self._named(kind, obj, namespace, path, logical_type)
+            named = self._named(kind, obj, namespace, path, logical_type)
+            named.params = params
+            return named
         return self._reference(kind, namespace, f"{path}/type")
 
     def _named(
@@ -209,6 +233,7 @@ class _Parser:
         if own_namespace is not None and not isinstance(own_namespace, str):
             raise SchemaParseError("'namespace' must be a string", path)
         fullname = _qualify(name, own_namespace)
+        _check_fullname(fullname, path)
         space = fullname.rsplit(".", 1)[0] if "." in fullname else None
         if fullname in self.names:
             raise SchemaParseError(f"the name {fullname!r} is defined twice", path)
@@ -243,8 +268,10 @@ class _Parser:
             raise SchemaParseError("an enum needs 'symbols', a list of strings", path)
         if len(set(symbols)) != len(symbols):
             raise SchemaParseError("an enum's symbols must be unique", path)
+        for symbol in symbols:
+            _check_name(symbol, "the enum symbol", path)
         default = obj.get("default")
-        if default is not None and not isinstance(default, str):
+        if default is not None and default not in symbols:
             raise SchemaParseError("an enum's 'default' must be one of its symbols", path)
         enum = EnumType("enum", logical_type, fullname, aliases, symbols=tuple(symbols), default=default)
         self.names[fullname] = enum
@@ -262,6 +289,7 @@ class _Parser:
             name = spec.get("name")
             if not isinstance(name, str) or not name:
                 raise SchemaParseError("a field needs a non-empty 'name'", where)
+            _check_name(name, "the field name", where)
             if name in seen:
                 raise SchemaParseError(f"the field name {name!r} is used twice", where)
             seen.add(name)
@@ -271,5 +299,6 @@ class _Parser:
             aliases = spec.get("aliases", [])
             if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
                 raise SchemaParseError(f"field {name!r}: 'aliases' must be strings", where)
-            parsed.append(AvroField(name, node, "default" in spec, tuple(aliases)))
+            default = spec.get("default", NO_DEFAULT)
+            parsed.append(AvroField(name, node, "default" in spec, tuple(aliases), default))
         return parsed

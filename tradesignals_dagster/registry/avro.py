@@ -15,6 +15,7 @@ from typing import Any
 import fastavro
 from fastavro.validation import validate as avro_validate
 
+from tradesignals_dagster.kafka.avro_validity import avro_problem
 from tradesignals_dagster.registry.models import AvroField, ValueSchema
 from tradesignals_dagster.registry.normalise import suggest
 
@@ -222,12 +223,10 @@ def _defined_names(types: list[Any], namespace: str | None) -> set[str]:
 
 
 def check_parses(schema: dict[str, Any]) -> str | None:
-    """Let fastavro judge the final schema; ``None`` when it accepts it, else its reason."""
-    try:
-        fastavro.parse_schema(schema)
-    except Exception as exc:
-        return str(exc) or type(exc).__name__
-    return None
+    """The project's one Avro validity check on the final schema (the schema registry service
+    runs the same one); ``None`` when it accepts it, else its reason."""
+    reason = avro_problem(schema)
+    return None if reason is None else reason.removeprefix("invalid Avro schema").lstrip(": ")
 
 
 def length_rules(schema: dict[str, Any]) -> dict[str, tuple[int | None, int | None]]:

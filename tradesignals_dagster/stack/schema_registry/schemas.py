@@ -1,7 +1,8 @@
 """Validating and canonicalising the schemas clients register.
 
-A schema is accepted when it is AVRO, has no references, is valid JSON that fastavro can parse
-and that the compatibility checker can model. It is stored as compact JSON (the form returned
+A schema is accepted when it is AVRO, has no references, is valid JSON and passes the project's
+one Avro validity check (:func:`~tradesignals_dagster.kafka.avro_validity.check_avro`, also run
+by ``tradesignals validate``). It is stored as compact JSON (the form returned
 to clients) and deduplicated by a canonical key that ignores whitespace, key order and the
 ``{"type": "string"}`` / ``"string"`` spelling difference, so the same schema registered under
 two subjects, or twice, gets one global id.
@@ -13,9 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import fastavro
-
-from tradesignals_dagster.kafka.avro_model import PRIMITIVE_TYPES, parse_avro
+from tradesignals_dagster.kafka.avro_model import PRIMITIVE_TYPES
+from tradesignals_dagster.kafka.avro_validity import check_avro
 from tradesignals_dagster.kafka.errors import SchemaParseError
 from tradesignals_dagster.stack.schema_registry.errors import invalid_schema
 
@@ -57,14 +57,12 @@ def prepare_schema(schema: object, schema_type: object = None, references: objec
         decoded = json.loads(schema)
     except json.JSONDecodeError as exc:
         raise invalid_schema(f"not valid JSON ({exc})") from exc
+    except RecursionError:
+        raise invalid_schema("the schema nests too deeply") from None
     if not isinstance(decoded, (str, dict, list)):
         raise invalid_schema("an Avro schema is a JSON string, object or array")
     try:
-        fastavro.parse_schema(decoded)
-    except Exception as exc:  # fastavro raises several unrelated exception types
-        raise invalid_schema(str(exc) or type(exc).__name__) from exc
-    try:
-        parse_avro(decoded)
+        check_avro(decoded)  # the same check as `tradesignals validate`
     except SchemaParseError as exc:
         raise invalid_schema(str(exc)) from exc
     text = json.dumps(decoded, separators=(",", ":"), ensure_ascii=False)
