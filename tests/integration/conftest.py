@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import pytest
 
 from tradesignals_dagster.settings import Settings
+from tradesignals_dagster.stack.clickhouse import ClickHouseEndpointService
 from tradesignals_dagster.stack.errors import StackError
 from tradesignals_dagster.stack.jars import resolve_jars, shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
@@ -106,6 +107,7 @@ def stack(kafka_broker: KafkaBroker, kafka_jar_dir: Path) -> Iterator[LocalStack
         state_dir=state_dir,
         bootstrap_servers=info["bootstrap_servers"],
         schema_registry_url=info["schema_registry_url"],
+        clickhouse_url=info["clickhouse_url"],
     )
     try:
         yield LocalStack(
@@ -123,3 +125,33 @@ def stack(kafka_broker: KafkaBroker, kafka_jar_dir: Path) -> Iterator[LocalStack
 def topic_name() -> str:
     """A topic name no other test uses."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class ClickHouseEndpoint:
+    """A local ClickHouse endpoint process: its URL, its credentials, and settings for it."""
+
+    url: str
+    user: str
+    password: str
+    service: ClickHouseEndpointService
+    settings: Settings
+
+
+@pytest.fixture(scope="session")
+def clickhouse_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseEndpoint]:
+    """The ClickHouse endpoint as a real subprocess on a free port, with a temporary database
+    and a password, started once per session and ready (``/ping`` answered) when yielded."""
+    state_dir = tmp_path_factory.mktemp("clickhouse")
+    password = uuid.uuid4().hex
+    service = ClickHouseEndpointService(state_dir, user="default", password=password)
+    try:
+        status = service.start(timeout=60.0)
+    except StackError as exc:
+        service.stop()
+        _fail("The ClickHouse endpoint", exc)
+    settings = Settings(state_dir=state_dir, clickhouse_url=status["url"], clickhouse_password=password)
+    try:
+        yield ClickHouseEndpoint(status["url"], "default", password, service, settings)
+    finally:
+        service.stop()

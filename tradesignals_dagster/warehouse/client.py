@@ -80,15 +80,16 @@ def clickhouse_client(settings: Settings, **overrides: Any) -> Client:
     try:
         return clickhouse_connect.get_client(**options)
     except DatabaseError as exc:
-        if getattr(exc, "code", None) == AUTHENTICATION_FAILED:
+        code = getattr(exc, "code", None)
+        if code == AUTHENTICATION_FAILED:
             raise ClickHouseAuthError(
                 f"ClickHouse at {url} refused user '{options.get('username', '')}' (code 516, "
                 "AUTHENTICATION_FAILED): check TRADESIGNALS_CLICKHOUSE_USER and "
                 "TRADESIGNALS_CLICKHOUSE_PASSWORD."
             ) from exc
+        if isinstance(exc, OperationalError) and code is None:  # no answer at all
+            raise ClickHouseUnavailableError(
+                f"ClickHouse at {url} did not answer ({type(exc.__cause__ or exc).__name__}). "
+                "Start it with `tradesignals stack up`, or set TRADESIGNALS_CLICKHOUSE_URL."
+            ) from exc
         raise WarehouseError(f"ClickHouse at {url} failed while connecting: {exc}") from exc
-    except OperationalError as exc:
-        raise ClickHouseUnavailableError(
-            f"ClickHouse at {url} did not answer ({type(exc.__cause__ or exc).__name__}). "
-            "Start it with `tradesignals stack up`, or set TRADESIGNALS_CLICKHOUSE_URL."
-        ) from exc
