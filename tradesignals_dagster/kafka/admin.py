@@ -23,6 +23,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from tradesignals_dagster.kafka.client_logs import quiet_config
 from tradesignals_dagster.kafka.errors import KafkaAreaError
 
 # Errors a freshly created or grown topic answers with until its leaders are elected.
@@ -59,20 +60,28 @@ class KafkaAdmin:
     def __init__(self, conf: dict[str, str], timeout_s: float = 10.0) -> None:
         self._conf = dict(conf)
         self._timeout = timeout_s
-        self._client = AdminClient({**conf, "socket.connection.setup.timeout.ms": "5000"})
+        self._client = AdminClient(quiet_config({**conf, "socket.connection.setup.timeout.ms": "5000"}))
         self.bootstrap = conf.get("bootstrap.servers", "?")
+
+    def _drain_logs(self) -> None:
+        """Hand librdkafka's queued log lines to the debug logger (an AdminClient only
+        delivers them when polled), so they neither pile up nor reach the terminal."""
+        self._client.poll(0)
 
     def _wait(self, futures: dict[Any, Any], what: str) -> dict[Any, Any]:
         out = {}
-        for key, fut in futures.items():
-            try:
-                out[key] = fut.result(timeout=self._timeout)
-            except KafkaException as exc:
-                raise KafkaAdminError(f"{what} failed for {key}: {exc.args[0]}") from exc
-            except TimeoutError as exc:
-                raise KafkaUnavailableError(
-                    f"{what}: Kafka at {self.bootstrap} did not answer in {self._timeout:.0f}s"
-                ) from exc
+        try:
+            for key, fut in futures.items():
+                try:
+                    out[key] = fut.result(timeout=self._timeout)
+                except KafkaException as exc:
+                    raise KafkaAdminError(f"{what} failed for {key}: {exc.args[0]}") from exc
+                except TimeoutError as exc:
+                    raise KafkaUnavailableError(
+                        f"{what}: Kafka at {self.bootstrap} did not answer in {self._timeout:.0f}s"
+                    ) from exc
+        finally:
+            self._drain_logs()
         return out
 
     def _retrying(self, call: Any, what: str) -> dict[Any, Any]:
@@ -94,10 +103,14 @@ class KafkaAdmin:
         try:
             return self._client.list_topics(timeout=self._timeout)
         except KafkaException as exc:
+            err = exc.args[0] if exc.args else exc
+            reason = err.str() if isinstance(err, KafkaError) else str(err)
             raise KafkaUnavailableError(
                 f"cannot reach Kafka at {self.bootstrap} within {self._timeout:.0f}s "
-                f"({exc.args[0]}); is it running? For the local stack: tradesignals stack up"
+                f"({reason}); is it running? For the local stack: tradesignals stack up"
             ) from exc
+        finally:
+            self._drain_logs()
 
     def describe(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Partitions, replication factor and explicitly set configs of existing topics."""
@@ -187,7 +200,7 @@ class KafkaAdmin:
         ListConsumerGroupOffsets admin call crashed the process (segfault in rdk:main) when a
         retry followed a COORDINATOR_LOAD_IN_PROGRESS answer.
         """
-        consumer = Consumer({**self._conf, "group.id": group, "enable.auto.commit": "false"})
+        consumer = Consumer(quiet_config({**self._conf, "group.id": group, "enable.auto.commit": "false"}))
         try:
             tps = [TopicPartition(topic, p) for p in range(partitions)]
             deadline = time.monotonic() + self._timeout

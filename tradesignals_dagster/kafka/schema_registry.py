@@ -14,6 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from tradesignals_dagster.kafka.errors import KafkaAreaError
+from tradesignals_dagster.redact import redact_text, redact_url
 
 SUBJECT_NOT_FOUND = 40401
 VERSION_NOT_FOUND = 40402
@@ -38,8 +39,14 @@ class SchemaRegistry:
     """The calls the control plane and serde need, over confluent-kafka's client."""
 
     def __init__(self, conf: dict[str, str], timeout_s: float = 10.0) -> None:
-        self.url = conf.get("url", "?")
-        self._client = SchemaRegistryClient({**conf, "timeout": int(timeout_s), "max.retries": 1})
+        # Only the redacted URL is kept for messages: it may carry user:password.
+        self.url = redact_url(conf.get("url", "?"))
+        try:
+            self._client = SchemaRegistryClient({**conf, "timeout": int(timeout_s), "max.retries": 1})
+        except (ValueError, TypeError) as exc:
+            raise SchemaRegistryClientError(
+                f"schema registry at {self.url}: cannot be configured: {redact_text(str(exc))}"
+            ) from None
 
     @property
     def client(self) -> SchemaRegistryClient:
@@ -53,20 +60,24 @@ class SchemaRegistry:
             if missing and exc.error_code in missing:
                 return None
             raise SchemaRegistryClientError(
-                f"schema registry at {self.url}: {what} failed: {exc.error_message} (error {exc.error_code})"
-            ) from exc
+                f"schema registry at {self.url}: {what} failed: {redact_text(str(exc.error_message))} "
+                f"(error {exc.error_code})"
+            ) from None
         except (OSError, ValueError) as exc:
-            raise SchemaRegistryClientError(
-                f"cannot reach the schema registry at {self.url} ({what}): {exc}; is it "
-                "running? For the local stack: tradesignals stack up"
-            ) from exc
+            raise self._unreachable(what, exc) from None
         except Exception as exc:  # httpx transport errors do not share a base with OSError
             if type(exc).__module__.startswith(("httpx", "httpcore")):
-                raise SchemaRegistryClientError(
-                    f"cannot reach the schema registry at {self.url} ({what}): {exc}; is it "
-                    "running? For the local stack: tradesignals stack up"
-                ) from exc
+                raise self._unreachable(what, exc) from None
             raise
+
+    def _unreachable(self, what: str, exc: BaseException) -> SchemaRegistryClientError:
+        """The error for a registry that cannot be reached; the client's own message is
+        redacted (httpx puts the request URL, credentials included, into its exceptions), and
+        the original exception is not chained, so a traceback cannot show it either."""
+        return SchemaRegistryClientError(
+            f"cannot reach the schema registry at {self.url} ({what}): {redact_text(str(exc))}; is it "
+            "running? For the local stack: tradesignals stack up"
+        )
 
     def versions(self, subject: str) -> list[RegisteredVersion]:
         """Every live version of ``subject``, oldest first; empty when it does not exist."""
