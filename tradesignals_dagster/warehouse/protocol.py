@@ -254,6 +254,23 @@ def _lz4_frames(data: bytes, limit: int) -> bytes:
     return bytes(out)
 
 
+def _zstd_frames(data: bytes, limit: int) -> bytes:
+    """Decode concatenated zstd frames (one per block, as clickhouse-connect sends them)."""
+    from backports import zstd
+
+    out = bytearray()
+    rest = data
+    while rest and len(out) <= limit:
+        decoder = zstd.ZstdDecompressor()
+        out += decoder.decompress(rest, max_length=limit - len(out) + 1)
+        if len(out) > limit:
+            break
+        if not decoder.eof:
+            raise ServerException(271, "The zstd request body ends inside a frame.")
+        rest = decoder.unused_data
+    return bytes(out)
+
+
 def decompress_body(data: bytes, encoding: str | None, limit: int) -> bytes:
     """The request body decoded from its ``Content-Encoding`` (lz4, zstd, gzip, deflate, br).
 
@@ -266,9 +283,7 @@ def decompress_body(data: bytes, encoding: str | None, limit: int) -> bytes:
         if enc == "lz4":
             out = _lz4_frames(data, limit)
         elif enc == "zstd":
-            from backports import zstd
-
-            out = zstd.ZstdDecompressor().decompress(data, max_length=limit + 1)
+            out = _zstd_frames(data, limit)
         elif enc in ("gzip", "x-gzip", "deflate"):
             wbits = 47 if enc != "deflate" else 15  # 47: gzip or zlib header, auto-detected
             decoder = zlib.decompressobj(wbits)
