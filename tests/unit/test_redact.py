@@ -94,3 +94,41 @@ def test_the_cli_prints_the_registry_url_redacted(tmp_path: Path, auth_env: bool
     assert "alice:***@127.0.0.1" in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+
+
+def test_a_websocket_feed_logs_its_url_redacted(caplog: pytest.LogCaptureFixture) -> None:
+    import threading
+    import time
+
+    from flagship_avro import OPTION_TRADES
+
+    from tradesignals_dagster.registry.models import (
+        StreamingPipeline,
+        StreamingPipelineInput,
+        StreamingPipelineOutput,
+    )
+    from tradesignals_dagster.streaming.inputs import InputContext
+    from tradesignals_dagster.streaming.websocket import WebsocketInput
+
+    caplog.set_level(logging.DEBUG)
+    url = f"ws://alice:{PASSWORD}@127.0.0.1:{closed_port()}/feed?token={PASSWORD}x"
+    spec = StreamingPipelineInput(
+        type="websocket", url=url, additional_metadata={"backoff_initial_s": "0.05", "backoff_max_s": "0.1"}
+    )
+    pipe = StreamingPipeline(key="ws", input=spec, output=StreamingPipelineOutput(topic_id="t"))
+    ctx = InputContext(pipeline=pipe, schema=OPTION_TRADES, base_dir=Path("."), stop=threading.Event())
+    feed = WebsocketInput(spec, ctx)
+    assert PASSWORD not in feed.describe() and "alice:***@" in feed.describe()
+    feed.open()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            "reconnecting" in r.getMessage() for r in caplog.records
+        ):
+            time.sleep(0.05)
+    finally:
+        feed.close()
+    lost = [r for r in caplog.records if "reconnecting" in r.getMessage()]
+    assert lost, "the feed never reported the refused connection"
+    for record in caplog.records:
+        assert PASSWORD not in record.getMessage() and PASSWORD not in str(record.__dict__)

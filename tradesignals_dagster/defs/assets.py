@@ -18,6 +18,7 @@ from tradesignals_dagster.defs.keys import feed_key, pipeline_key, schema_key, t
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.operations import deploy_pipeline
 from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.redact import redact_url
 from tradesignals_dagster.registry.models import StreamingApplication
 
 
@@ -210,7 +211,8 @@ def _pipeline_asset(app: StreamingApplication, key: str, group: str) -> dg.Asset
 
 def _feed_spec(app: StreamingApplication, key: str, group: str) -> dg.AssetSpec:
     pipe = app.pipelines[key]
-    where = pipe.input.url or pipe.input.path or pipe.input.module_path or pipe.input.type
+    url = redact_url(pipe.input.url) if pipe.input.url else None  # metadata is shown in the UI
+    where = url or pipe.input.path or pipe.input.module_path or pipe.input.type
     return dg.AssetSpec(
         key=feed_key(key),
         group_name=group,

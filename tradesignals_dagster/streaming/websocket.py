@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tradesignals_dagster.redact import redact_text, redact_url
 from tradesignals_dagster.registry.models import StreamingPipelineInput
 from tradesignals_dagster.streaming.errors import PipelineConfigError
 from tradesignals_dagster.streaming.inputs import (
@@ -119,7 +120,7 @@ class WebsocketInput(PipelineInput):
 
     def describe(self) -> str:
         """``websocket:<url>``."""
-        return f"websocket:{self.url}"
+        return f"websocket:{redact_url(self.url)}"
 
     @property
     def reconnects(self) -> int:
@@ -161,7 +162,9 @@ class WebsocketInput(PipelineInput):
                     if self.spec.subscribe is not None:
                         ws.send(json.dumps(self.spec.subscribe))
                     self.connected.set()
-                    log.info("feed connected", extra={"url": self.url, "connections": self.connections})
+                    log.info(
+                        "feed connected", extra={"url": redact_url(self.url), "connections": self.connections}
+                    )
                     backoff = self.backoff_initial_s
                     while not self._stopping():
                         try:
@@ -175,7 +178,11 @@ class WebsocketInput(PipelineInput):
                     break
                 log.warning(
                     "feed connection lost, reconnecting",
-                    extra={"url": self.url, "error": f"{type(exc).__name__}: {exc}", "retry_in_s": backoff},
+                    extra={
+                        "url": redact_url(self.url),
+                        "error": redact_text(f"{type(exc).__name__}: {exc}"),
+                        "retry_in_s": backoff,
+                    },
                 )
             self.connected.clear()
             if self._stopping():
