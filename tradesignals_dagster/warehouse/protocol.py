@@ -14,7 +14,7 @@ import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from email.message import Message
 
 DEFAULT_FORMAT = "TabSeparated"
 DEFAULT_DATABASE = "default"
@@ -309,14 +309,7 @@ def decompress_body(data: bytes, encoding: str | None, limit: int) -> bytes:
     return out
 
 
-class HeaderLookup(Protocol):
-    """Case-insensitive header access, as ``http.server`` and ``email.message`` provide."""
-
-    def get(self, name: str, default: None = None) -> str | None:
-        """The header's value, or None."""
-
-
-def credentials(headers: HeaderLookup, params: Mapping[str, str]) -> tuple[str, str]:
+def credentials(headers: Mapping[str, str] | Message[str, str], params: Mapping[str, str]) -> tuple[str, str]:
     """The (user, password) of a request, from where ClickHouse's HTTP interface reads them.
 
     ``Authorization: Basic``, then the ``X-ClickHouse-User`` / ``X-ClickHouse-Key`` headers,
