@@ -32,6 +32,19 @@ class InputError(StreamingError):
     """An input could not be opened or read (bad file, unreachable feed, bad custom class)."""
 
 
+class RecordFileError(InputError):
+    """A record file given to a replay cannot be used as given: missing, not a regular file,
+    unreadable, not UTF-8 (the message names the line), an unknown extension, or an output that
+    is the input itself. The message starts with the path."""
+
+    exit_code = 2
+
+
+class OutputFileError(StreamingError):
+    """A replay's output could not be written (directory missing or read-only, disk full);
+    nothing was left half-written. The message starts with the path."""
+
+
 class RecordError(StreamingError):
     """One record cannot be turned into a record of its schema (wrong type, missing field...).
 

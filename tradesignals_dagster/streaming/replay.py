@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from tradesignals_dagster.registry.models import StreamingApplication
-from tradesignals_dagster.streaming.config import apply_overrides, load_factory, split_config
+from tradesignals_dagster.streaming.config import load_factory
 from tradesignals_dagster.streaming.errors import PipelineConfigError, RecordError
+from tradesignals_dagster.streaming.fileio import AtomicOutput, refuse_same_file
 from tradesignals_dagster.streaming.files import BadRow, RecordWriter, read_rows
 from tradesignals_dagster.streaming.processors.base import BuildContext, ProcessorFactory
 from tradesignals_dagster.streaming.records import RecordSchema
+from tradesignals_dagster.streaming.replay_config import build_replay_processor, replay_settings
 from tradesignals_dagster.streaming.transform import BatchTransformer, Rejection
 
 REPLAY_BATCH = 10_000
@@ -85,22 +87,25 @@ def replay_file(
     if in_topic not in app.schemas:
         raise PipelineConfigError(f"pipeline {pipeline_key}: input topic {in_topic!r} has no Avro schema")
     in_schema, out_schema = app.schemas[in_topic], app.schemas[out_topic]
-    config, options = split_config(apply_overrides(pipe.config, overrides))
+    config, options = replay_settings(pipe, overrides)
     if build is None:
         if pipelines_dir is None:
             from tradesignals_dagster.settings import load_settings
 
             pipelines_dir = load_settings().pipelines_dir
         build = load_factory(Path(pipelines_dir), pipeline_key)
-    from tradesignals_dagster.streaming.preflight import build_processor
-
-    processor = build_processor(
-        build, BuildContext(app, pipe, config, in_schema, out_schema, {"replay": True})
+    processor = build_replay_processor(
+        build, BuildContext(app, pipe, config, in_schema, out_schema, {"replay": True}), overrides
     )
     in_records, out_records = RecordSchema(in_schema), RecordSchema(out_schema)
     transformer = BatchTransformer(processor, in_records, options.dead_letter)
     result = ReplayResult(pipeline_key, Path(input_path), Path(output_path))
-    rejects = Path(rejects_path).open("w", encoding="utf-8") if rejects_path else None  # noqa: SIM115
+    # Outputs are written to temporary files renamed into place at the end: a failure leaves
+    # nothing half-written, and neither may be the input (also not through a link).
+    rejects_file = Path(rejects_path) if rejects_path else None
+    refuse_same_file({"input": Path(input_path), "output": Path(output_path), "rejects file": rejects_file})
+    rejects_out = AtomicOutput(rejects_file) if rejects_file else None
+    rejects = rejects_out.text() if rejects_out else None
     try:
         with RecordWriter(output_path, out_records) as writer:
             rows: list[Any] = []
@@ -112,9 +117,11 @@ def replay_file(
             if rows:
                 _run_batch(rows, result, in_records, transformer, writer, rejects)
             result.records_out = writer.count
+        if rejects_out is not None:
+            rejects_out.commit()
     finally:
-        if rejects is not None:
-            rejects.close()
+        if rejects_out is not None:
+            rejects_out.discard()  # nothing to do once committed
     log.info("replay finished", extra=result.as_dict() | {"rejections": len(result.rejections)})
     return result
 
