@@ -55,9 +55,9 @@ def check_avro(schema: SchemaLike) -> AvroType:
     """The parsed schema, or :class:`SchemaParseError` naming the first rule it breaks and where."""
     try:
         decoded = load_schema_json(schema)
-        fastavro.parse_schema(decoded)
         parsed = parse_avro(decoded)
         _Checker().visit(parsed, "")
+        fastavro.parse_schema(decoded)  # a last opinion, from the library the serde uses
     except SchemaParseError:
         raise
     except RecursionError:
@@ -94,7 +94,7 @@ class _Checker:
                 if field.default is not NO_DEFAULT:
                     reason = default_problem(field.type, field.default)
                     if reason is not None:
-                        raise SchemaParseError(f"the default of field {field.name!r} {reason}", where)
+                        raise SchemaParseError(f"field {field.name!r}: default {reason}", where)
                 self.visit(field.type, f"{where}/type")
         elif isinstance(node, ArrayType):
             self.visit(node.items, f"{path}/items")

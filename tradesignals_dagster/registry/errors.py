@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +83,17 @@ class UnreadableFileError(TradesignalsError):
 
 
 def display_path(path: Path) -> str:
-    """A path relative to the working directory when it lies under it, else as given."""
+    """A path relative to the working directory when it lies under it, else as given.
+
+    The file's own name is kept even when it is a link: messages name the file the user
+    wrote, not where a link points (which may be outside the registry).
+    """
+    cwd = Path.cwd()
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(os.path.abspath(path)).relative_to(cwd))
+    except ValueError:
+        pass
+    try:
+        return str((path.parent.resolve() / path.name).relative_to(cwd.resolve()))
     except (ValueError, OSError, RuntimeError):  # outside the cwd, or a symlink loop
         return str(path)

@@ -22,27 +22,27 @@ MAX_FILE_BYTES = 8 * 1024 * 1024
 """The largest registry file read (8 MiB): far above any real registry, far below a machine's memory."""
 
 
-def confined_reference(ref: str) -> str | None:
+def confined_reference(ref: str, within: str = "the registry directory") -> str | None:
     """Why the reference ``ref`` (a path written in the registry) is not allowed, or ``None``.
 
     Only relative paths that stay inside the directory they are resolved against are accepted;
     links are checked later, when the file is opened.
     """
     if not ref.strip():
-        return "is empty; give a file name relative to the registry directory"
+        return f"is empty; give a file name relative to {within}"
     if "\x00" in ref:
         return "contains a NUL character"
     if ref.startswith(("/", "~", "\\")) or (len(ref) > 1 and ref[1] == ":"):
-        return "must be a path relative to the registry directory, not an absolute path"
+        return f"must be a path relative to {within}, not an absolute path"
     if ".." in Path(ref).parts:
-        return "may not use '..'; files outside the registry directory are not read"
+        return f"may not use '..'; files outside {within} are not read"
     return None
 
 
 def module_path_problem(module_path: str) -> str | None:
     """Why ``module_path`` cannot name a module inside a pipeline directory, or ``None``."""
     if module_path.endswith(".py") or "/" in module_path:
-        refused = confined_reference(module_path)
+        refused = confined_reference(module_path, "the pipeline's directory pipelines/<id>/")
         if refused is not None:
             return f"module_path {refused}"
         if "\\" in module_path or not module_path.endswith(".py"):

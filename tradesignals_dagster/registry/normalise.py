@@ -137,7 +137,9 @@ def translate(
             bound = next(iter(err.get("ctx", {}).values()), "?")
             message = f"must be {op} {bound}, got {_describe(value)}"
         elif kind == "value_error":
-            message = f"{err.get('ctx', {}).get('error', err['msg'])}, got {_describe(value)}"
+            message = str(err.get("ctx", {}).get("error", err["msg"]))
+            if not isinstance(value, dict | list):
+                message += f", got {_describe(value)}"
         elif not complete:
             message = f"{_type_phrase(model, loc)}, got {_describe(_value_at(raw, path))}"
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tradesignals_dagster.registry import avro
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
@@ -61,6 +61,8 @@ def resolve_schema(
         return None
     sid = topic.value_schema_id
     loc = defs.get(sid) or _schema_file(sid, base_dir, ctx)
+    if loc is False:
+        return None  # the file exists but cannot be read; reported as file: reason
     if loc is None:
         report(
             ("value_schema_id",),
@@ -84,14 +86,15 @@ def resolve_schema(
     return _final(avro.to_avro(schema, reporter), loc.doc, loc.path, ctx), schema.subject
 
 
-def _schema_file(sid: str, base_dir: Path, ctx: LoadContext) -> Located | None:
+def _schema_file(sid: str, base_dir: Path, ctx: LoadContext) -> Located | Literal[False] | None:
+    """The schema file for ``sid``; ``None`` when there is none, ``False`` when it cannot be read."""
     if topic_name_problem(sid) is not None:
         return None  # the id itself is reported by the model; it must never become a path
     for suffix in SCHEMA_SUFFIXES:
         path = base_dir / "schemas" / f"{sid}{suffix}"
         if os.path.lexists(path):
             doc = read_yaml(path, ctx.problems, base_dir)
-            return Located(doc, ()) if doc is not None else None
+            return Located(doc, ()) if doc is not None else False
     return None
 
 

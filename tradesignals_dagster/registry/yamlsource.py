@@ -138,6 +138,7 @@ def _build(
         return [_build(item, (*path, i), doc, ctor, problems) for i, item in enumerate(node.value)]
     try:
         return ctor.construct_object(node, deep=True)
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path), f"bad value: {exc}"))
-        return None
+    except ValueError:  # an integer of more than 4300 digits, a date that does not exist
+        reason = "cannot be read as a value (a number with thousands of digits, or an impossible date?)"
+        problems.append(Problem(doc.file, node.start_mark.line + 1, format_path(path), reason))
+        return node.value
