@@ -10,6 +10,7 @@ add its parser to the subparsers object :func:`add_pipeline_parsers` returns (``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ import yaml
 
 from tradesignals_dagster.cli import command, common_options
 from tradesignals_dagster.deploy.errors import DeployError, UnknownPipelineError
+from tradesignals_dagster.deploy.health import Health
 from tradesignals_dagster.deploy.runtime import PipelineRuntime, RuntimeStatus
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.registry.application import load_app
@@ -74,7 +76,9 @@ def add_pipeline_parsers(sub: Any) -> Any:
     p = actions.add_parser("restart", parents=[common], help="restart pipelines even if up to date")
     p.add_argument("ids", nargs="+", metavar="ID", help="pipeline ids")
     p.add_argument("--no-apply", action="store_true", help="do not create/fix their topics and schemas first")
-    p = actions.add_parser("status", parents=[common], help="state of every pipeline; exit 1 if any crashed")
+    p = actions.add_parser(
+        "status", parents=[common], help="state of every pipeline; exit 1 if any crashed or stalled"
+    )
     p.add_argument("ids", nargs="*", metavar="ID", help="only these pipelines")
     p.add_argument("--json", action="store_true", help="print the statuses as JSON")
     p = actions.add_parser("logs", parents=[common], help="the end of a pipeline's output")
@@ -198,6 +202,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
     from tradesignals_dagster.deploy.desired import desired_state
 
     desired: dict[str, str] = {}
+    app: StreamingApplication | None = None
     try:
         app, settings = _registry(args, settings)
         desired = {k: desired_state(app, k, settings).version for k in app.pipelines}
@@ -207,6 +212,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
     known = {s.key: s for s in runtime.list()}
     keys = args.ids or sorted(set(known) | set(desired))
     statuses = [known.get(k) or runtime.status(k) for k in keys]
+    health = _health(app, settings, statuses)
     now = time.time()
     rows = []
     for s in statuses:
@@ -214,7 +220,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
         rows.append(
             {
                 "id": s.key,
-                "state": s.state,
+                "state": health[s.key].state if s.key in health else s.state,
                 "pid": int(s.extra["child_pid"]) if s.running and s.extra.get("child_pid") else None,
                 "supervisor_pid": int(s.runtime_id) if s.runtime_id else None,
                 "version": s.version,
@@ -225,7 +231,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
                 "restarts": s.restarts,
                 "exit_code": s.exit_code,
                 "crashes_last_hour": int(s.extra.get("crashes_last_hour") or 0),
-                "detail": s.detail,
+                "detail": health[s.key].reason if s.key in health and health[s.key].stalled else s.detail,
                 "log": s.extra.get("log"),
             }
         )
@@ -233,7 +239,29 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps(rows, indent=2))
     else:
         _print_table(rows)
-    return 1 if any(r["state"] == "crashed" for r in rows) else 0
+    return 1 if any(r["state"] in ("crashed", "stalled") for r in rows) else 0
+
+
+def _health(
+    app: StreamingApplication | None, settings: Settings, statuses: list[RuntimeStatus]
+) -> dict[str, Health]:
+    """The health of every running pipeline of the registry (stalled or running)."""
+    from tradesignals_dagster.control.apply import ControlPlane
+    from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
+    from tradesignals_dagster.deploy.health import assess
+
+    running = [s for s in statuses if s.running and app is not None and s.key in app.pipelines]
+    if not running or app is None:
+        return {}
+    control = ControlPlane.from_settings(settings)
+    out: dict[str, Health] = {}
+    for status in running:
+        lag = None
+        with contextlib.suppress(TradesignalsError):
+            lag = consumer_lag(control, app, status.key)
+        metrics = pipeline_metrics(settings.state_dir, status.key)
+        out[status.key] = assess(status, lag, metrics, settings.stall_after_s)
+    return out
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:

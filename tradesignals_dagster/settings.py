@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         None, description="s3://bucket/prefix or a local directory for Parquet exports."
     )
     runtime: str = Field("process", description="Pipeline runtime: 'process' or 'docker'.")
+    stall_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A running pipeline that processes no batch for this long while its input "
+        "waits is reported as stalled and restarted by the health sensor.",
+    )
     request_timeout_s: float = Field(
         10.0, description="How long admin calls wait before reporting the service as down."
     )

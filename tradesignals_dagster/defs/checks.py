@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from tradesignals_dagster.control.inspect import consumer_lag
+from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
 from tradesignals_dagster.defs.keys import pipeline_key, schema_key, topic_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
+from tradesignals_dagster.deploy.health import assess
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.registry.models import StreamingApplication
 
@@ -63,11 +64,15 @@ def _pipeline_check(app: StreamingApplication, key: str) -> dg.AssetChecksDefini
             lag = consumer_lag(tradesignals.control(), tradesignals.app(), key)
         except TradesignalsError as exc:
             return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
-        passed = status.running and (lag is None or lag <= max_lag)
+        settings = tradesignals.settings()
+        metrics = pipeline_metrics(settings.state_dir, key) if status.running else {}
+        health = assess(status, lag, metrics, settings.stall_after_s)
+        passed = health.state == "running" and (lag is None or lag <= max_lag)
         return dg.AssetCheckResult(
             passed=passed,
             metadata={
-                "state": status.state,
+                "state": health.state,
+                "reason": health.reason,
                 "consumer_lag": -1 if lag is None else lag,
                 "max_lag": max_lag,
                 "detail": status.detail[-500:],

@@ -2,7 +2,7 @@
 
 ``pipeline_redeploy`` requests a run for exactly the pipelines whose desired state (registry
 entry, config.yaml, schemas, code or image) differs from what runs. ``pipeline_health`` brings
-back a crashed pipeline with exponential backoff and records lag observations. Both keep
+back a crashed or stalled pipeline with exponential backoff and records lag observations. Both keep
 cursors, so a tick never requests the same change twice.
 """
 
@@ -17,6 +17,8 @@ from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
 from tradesignals_dagster.defs.keys import pipeline_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
+from tradesignals_dagster.deploy.health import Health, assess
+from tradesignals_dagster.deploy.runtime import RuntimeStatus
 from tradesignals_dagster.errors import TradesignalsError
 
 BACKOFF_BASE_S = 5.0
@@ -69,55 +71,76 @@ def redeploy_requests(
 def health_requests(
     tradesignals: TradesignalsResource, cursor: dict[str, Any], now: float
 ) -> tuple[list[dg.RunRequest], dict[str, Any], list[dg.AssetObservation]]:
-    """Run requests that restart crashed pipelines with backoff, plus lag and throughput
-    observations (from each pipeline's metrics endpoint) for the UI to plot."""
+    """Run requests that restart crashed or stalled pipelines with backoff, plus lag and
+    throughput observations (from each pipeline's metrics endpoint) for the UI to plot."""
     app = tradesignals.app()
     runtime = tradesignals.runtime()
     control = tradesignals.control()
-    state_dir = tradesignals.settings().state_dir
+    settings = tradesignals.settings()
     requests, observations, new_cursor = [], [], dict(cursor)
     for key in sorted(app.pipelines):
         status = runtime.status(key)
-        entry = dict(new_cursor.get(key) or {"attempts": 0, "next": 0.0})
+        health = Health(status.state)
         if status.running:
             lag = None
             with contextlib.suppress(TradesignalsError):
                 lag = consumer_lag(control, app, key)
-            metrics = pipeline_metrics(state_dir, key)
-            observations.append(
-                dg.AssetObservation(
-                    asset_key=pipeline_key(key),
-                    metadata={
-                        "state": status.state,
-                        "consumer_lag": -1 if lag is None else lag,
-                        "restarts": status.restarts,
-                        "records_in_total": int(metrics.get("records_in_total", -1)),
-                        "records_out_total": int(metrics.get("records_out_total", -1)),
-                        "dlq_total": int(metrics.get("dlq_total", -1)),
-                    },
-                )
-            )
-            if status.started_at and now - status.started_at > HEALTHY_AFTER_S:
-                new_cursor.pop(key, None)
+            metrics = pipeline_metrics(settings.state_dir, key)
+            health = assess(status, lag, metrics, settings.stall_after_s)
+            observations.append(_observation(key, status, health, lag, metrics))
+            if not health.stalled:
+                if status.started_at and now - status.started_at > HEALTHY_AFTER_S:
+                    new_cursor.pop(key, None)
+                continue
+        elif status.state != "crashed":
             continue
-        if status.state != "crashed" or now < float(entry["next"]):
-            continue
-        attempts = int(entry["attempts"]) + 1
-        delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
-        new_cursor[key] = {"attempts": attempts, "next": now + delay}
-        why = f"crashed (exit code {status.exit_code}); restart attempt {attempts}"
-        detail = status.detail.strip().splitlines()[-1:] if status.detail else []
-        requests.append(
-            dg.RunRequest(
-                run_key=f"health:{key}:{status.started_at}:{attempts}",
-                asset_selection=[pipeline_key(key)],
-                tags={
-                    "tradesignals/reason": (why + (f": {detail[0]}" if detail else ""))[:250],
-                    "tradesignals/pipeline": key,
-                },
-            )
-        )
+        request = _restart_request(key, status, health, new_cursor, now)
+        if request is not None:
+            requests.append(request)
     return requests, new_cursor, observations
+
+
+def _observation(
+    key: str, status: RuntimeStatus, health: Health, lag: int | None, metrics: dict[str, float]
+) -> dg.AssetObservation:
+    return dg.AssetObservation(
+        asset_key=pipeline_key(key),
+        metadata={
+            "state": health.state,
+            "consumer_lag": -1 if lag is None else lag,
+            "restarts": status.restarts,
+            "records_in_total": int(metrics.get("records_in_total", -1)),
+            "records_out_total": int(metrics.get("records_out_total", -1)),
+            "dlq_total": int(metrics.get("dlq_total", -1)),
+            "seconds_since_last_batch": float(metrics.get("seconds_since_last_batch", -1.0)),
+        },
+    )
+
+
+def _restart_request(
+    key: str, status: RuntimeStatus, health: Health, cursor: dict[str, Any], now: float
+) -> dg.RunRequest | None:
+    """A restart of a crashed or stalled pipeline, unless its backoff has not run out yet."""
+    entry = dict(cursor.get(key) or {"attempts": 0, "next": 0.0})
+    if now < float(entry["next"]):
+        return None
+    attempts = int(entry["attempts"]) + 1
+    delay = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempts - 1))
+    cursor[key] = {"attempts": attempts, "next": now + delay}
+    if health.stalled:
+        why = f"{health.reason}; restart attempt {attempts}"
+    else:
+        why = f"crashed (exit code {status.exit_code}); restart attempt {attempts}"
+        if health.reason:
+            why += f": {health.reason}"
+    tags = {"tradesignals/reason": why[:250], "tradesignals/pipeline": key}
+    if health.stalled:
+        tags["tradesignals/force"] = "true"  # it runs at the desired version: restart it anyway
+    return dg.RunRequest(
+        run_key=f"health:{key}:{status.started_at}:{attempts}",
+        asset_selection=[pipeline_key(key)],
+        tags=tags,
+    )
 
 
 @dg.sensor(
@@ -147,7 +170,7 @@ def pipeline_redeploy(
     minimum_interval_seconds=15,
     target=PIPELINES,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Brings back crashed pipelines with backoff; records lag observations.",
+    description="Brings back crashed or stalled pipelines with backoff; records lag observations.",
 )
 def pipeline_health(
     context: dg.SensorEvaluationContext, tradesignals: TradesignalsResource

@@ -7,6 +7,10 @@ messages say what to do: most failures at start-up are a registry that was not a
 
 from __future__ import annotations
 
+from typing import Any
+
+from confluent_kafka import KafkaError
+
 from tradesignals_dagster.errors import TradesignalsError
 
 
@@ -57,6 +61,12 @@ class DeliveryError(StreamingError):
     """The broker did not acknowledge produced records; offsets were not committed."""
 
 
+class FatalClientError(StreamingError):
+    """librdkafka declared a client unusable (a fenced static member or transactional producer,
+    an idempotent producer out of sequence). The process exits non-zero so supervision starts
+    a fresh client, which takes the static membership or transactional id back."""
+
+
 class TransactionError(StreamingError):
     """A Kafka transaction failed; the process exits so a restart resumes from the last commit."""
 
@@ -75,3 +85,10 @@ class DeadLetterStopError(StreamingError):
 
 class ProcessorError(StreamingError):
     """The transform failed in a way that does not name a single bad record (a bug)."""
+
+
+def is_fatal(err: Any) -> bool:
+    """Whether ``err`` leaves the client unusable. librdkafka raises a fatal error through
+    ``error_cb`` (``fatal()`` true) and then hands every later call a ``_FATAL`` error whose own
+    ``fatal()`` is false: both count."""
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL

@@ -21,7 +21,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from tradesignals_dagster.kafka.serde import AvroSerde
 from tradesignals_dagster.streaming.batch import Batch
-from tradesignals_dagster.streaming.errors import StreamingError, TopicMissingError
+from tradesignals_dagster.streaming.errors import (
+    FatalClientError,
+    StreamingError,
+    TopicMissingError,
+    is_fatal,
+)
 from tradesignals_dagster.streaming.transform import Rejection
 
 
@@ -90,7 +95,8 @@ class KafkaSource:
         self.log = log or logging.getLogger("tradesignals.streaming")
         self._on_assign = on_assign
         self.assignment: set[int] = set()
-        self.consumer = Consumer({**conf, "on_commit": self._on_commit})
+        self._fatal: KafkaError | None = None
+        self.consumer = Consumer({**conf, "on_commit": self._on_commit, "error_cb": self._on_error})
         self._callback_error: BaseException | None = None
         self.consumer.subscribe(
             [topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
@@ -112,9 +118,25 @@ class KafkaSource:
         self.assignment -= gone
         self.log.info("partitions revoked", extra={"topic": self.topic, "partitions": sorted(gone)})
 
+    def _on_error(self, err: KafkaError) -> None:
+        if is_fatal(err):
+            if self._fatal is None:
+                self._fatal = err
+            return
+        self.log.debug("consumer client error", extra={"topic": self.topic, "error": str(err)})
+
+    def raise_if_fatal(self) -> None:
+        """Raise :class:`FatalClientError` once librdkafka has declared the consumer unusable."""
+        if self._fatal is not None:
+            raise FatalClientError(
+                f"consumer of {self.topic} failed fatally and cannot recover in this process: "
+                f"{self._fatal.str()}; exiting so supervision restarts the pipeline"
+            )
+
     def poll(self, max_messages: int, timeout_s: float) -> Batch | None:
         """The next batch (``None`` when nothing arrived within ``timeout_s``)."""
         msgs = self.consumer.consume(max_messages, timeout_s)
+        self.raise_if_fatal()
         if self._callback_error is not None:
             err, self._callback_error = self._callback_error, None
             raise err
@@ -144,8 +166,9 @@ class KafkaSource:
     def _message_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             raise TopicMissingError(f"input topic {self.topic} does not exist; run `tradesignals apply`")
-        if err.fatal():
-            raise StreamingError(f"consumer of {self.topic} failed: {err}")
+        if is_fatal(err):
+            self._fatal = self._fatal or err
+            self.raise_if_fatal()
         self.log.warning("consumer error", extra={"topic": self.topic, "error": str(err)})
 
     def offsets(self, offsets: dict[int, int]) -> list[TopicPartition]:
@@ -153,7 +176,9 @@ class KafkaSource:
         return [TopicPartition(self.topic, p, o) for p, o in sorted(offsets.items())]
 
     def _on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if err is not None:
+        if err is not None and is_fatal(err):
+            self._fatal = self._fatal or err
+        elif err is not None:
             self.log.warning(
                 "offset commit failed (the next checkpoint commits later offsets; a restart "
                 "re-reads from the last commit that succeeded)",
@@ -175,6 +200,7 @@ class KafkaSource:
                 return True
             except KafkaException as exc:
                 self._on_commit(exc.args[0], [])
+                self.raise_if_fatal()
                 return False
         for attempt in range(5):
             try:
@@ -182,6 +208,9 @@ class KafkaSource:
                 return True
             except KafkaException as exc:
                 err = exc.args[0]
+                if is_fatal(err):
+                    self._fatal = self._fatal or err
+                    self.raise_if_fatal()
                 if err.code() in (
                     KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.ILLEGAL_GENERATION,
@@ -202,6 +231,10 @@ class KafkaSource:
     def group_metadata(self) -> Any:
         """The consumer's group metadata, for ``send_offsets_to_transaction``."""
         return self.consumer.consumer_group_metadata()
+
+    def caught_up(self) -> bool:
+        """Whether the consumer owns partitions and has read everything in them: idle, not stuck."""
+        return bool(self.assignment) and self._fatal is None and self.lag() == 0
 
     def lag(self) -> int:
         """Messages in the assigned partitions past the consumer's position."""

@@ -11,6 +11,8 @@ Exposed series (each labelled ``pipeline="<id>"``):
   buffered (feeds).
 * ``tradesignals_batch_latency_seconds`` (histogram): poll-to-commit time of a batch.
 * ``tradesignals_last_commit_timestamp_seconds`` (gauge): wall time of the last commit.
+* ``tradesignals_seconds_since_last_batch`` (gauge): with input waiting, a growing value is a
+  stall (see :mod:`tradesignals_dagster.deploy.health`).
 
 The server binds ``127.0.0.1`` only; the port comes from ``TRADESIGNALS_METRICS_PORT`` (0, the
 default, picks a free one) and is written to ``<state_dir>/pipelines/<id>/metrics.port``.
@@ -42,6 +44,7 @@ class PipelineMetrics:
         self.consumer_lag = 0
         self.last_commit = 0.0
         self.reconnects = 0
+        self._last_batch = time.monotonic()  # a pipeline that never got a batch counts from its start
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
         self._latency_count = 0
@@ -58,6 +61,7 @@ class PipelineMetrics:
             self.state_snapshots += snapshots
             self.batches += 1
             self.last_commit = time.time()
+            self._last_batch = time.monotonic()
             self._bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             self._latency_sum += seconds
             self._latency_count += 1
@@ -73,6 +77,7 @@ class PipelineMetrics:
                 "batches": self.batches,
                 "consumer_lag": self.consumer_lag,
                 "reconnects": self.reconnects,
+                "seconds_since_last_batch": round(time.monotonic() - self._last_batch, 3),
                 "batch_latency_avg_s": (self._latency_sum / self._latency_count)
                 if self._latency_count
                 else 0.0,
@@ -105,6 +110,12 @@ class PipelineMetrics:
                     "gauge",
                     "Input messages not yet processed.",
                     self.consumer_lag,
+                ),
+                (
+                    "tradesignals_seconds_since_last_batch",
+                    "gauge",
+                    "Seconds since the last batch was processed (with input waiting: a stall).",
+                    round(time.monotonic() - self._last_batch, 3),
                 ),
                 (
                     "tradesignals_last_commit_timestamp_seconds",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
 from tradesignals_dagster.registry.models import StreamingPipelineOutput
-from tradesignals_dagster.streaming.errors import DeliveryError, TransactionError
+from tradesignals_dagster.streaming.errors import DeliveryError, FatalClientError, TransactionError, is_fatal
 from tradesignals_dagster.streaming.records import IdentityFunction
 
 if TYPE_CHECKING:
@@ -163,7 +163,14 @@ class KafkaOutput:
         self.transactional = "transactional.id" in conf
         self._errors: list[str] = []
         self._failed = 0
-        self.producer = Producer({**conf, "on_delivery": self._on_delivery})
+        self._fatal: Any = None
+        self.producer = Producer({**conf, "on_delivery": self._on_delivery, "error_cb": self._on_error})
+
+    def _on_error(self, err: Any) -> None:
+        if is_fatal(err):
+            self._fatal = self._fatal or err
+        else:
+            self.log.debug("producer client error", extra={"error": str(err)})
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is not None:
@@ -205,6 +212,11 @@ class KafkaOutput:
         self._raise_failures()
 
     def _raise_failures(self) -> None:
+        if self._fatal is not None:
+            raise FatalClientError(
+                f"the producer failed fatally and cannot recover in this process: {self._fatal.str()}; "
+                "exiting so supervision restarts the pipeline"
+            )
         if self._failed:
             failed, errors = self._failed, "; ".join(self._errors)
             self._failed, self._errors = 0, []
