@@ -139,6 +139,7 @@ def test_the_default_limit_is_one_mebibyte(tmp_path: Path) -> None:
         ("Content-Length: \u00b2", 400, "Content-Length must be a non-negative integer"),
         ("Content-Length: 5\r\nContent-Length: 6", 400, "conflicting Content-Length"),
         ("Content-Length: 99999999999999999999999999999999", 413, "larger than"),
+        ("Content-Length: 2000000\r\nExpect: 100-continue", 413, "larger than"),  # refused unsent
         ("Transfer-Encoding: chunked", 411, "Content-Length header"),
         ("Transfer-Encoding: chunked\r\nContent-Length: 5", 400, "must not be combined"),
     ],
