@@ -22,11 +22,16 @@ from tradesignals_dagster.registry.models import (
     ValueSchema,
 )
 from tradesignals_dagster.registry.normalise import MODEL_ALIASES
+from tradesignals_dagster.registry.tables import SinkSettings, StreamingTable, TableEngine
 from tradesignals_dagster.registry.topic_configs import FIRST_CLASS
 from tradesignals_dagster.registry.yamlbounds import MAX_ALIASES, MAX_DEPTH, MAX_NODES
 
 SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
-    ("`StreamingApplication`", StreamingApplication, {"topics", "pipelines", "schemas", "subjects"}),
+    (
+        "`StreamingApplication`",
+        StreamingApplication,
+        {"topics", "pipelines", "tables", "schemas", "subjects"},
+    ),
     ("Topic (`Topics.<id>` or an item of `topics.yaml`)", StreamingTopic, set()),
     ("Value schema (`value_schema`, `Schemas.<id>`, `schemas/<id>.yaml`)", ValueSchema, set()),
     ("Schema field (`fields[]`)", AvroField, set()),
@@ -34,6 +39,9 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("Pipeline input (`input`)", StreamingPipelineInput, set()),
     ("Pipeline output (`output`)", StreamingPipelineOutput, set()),
     ("Docker (`docker`)", DockerConfig, set()),
+    ("Table (`Tables.<id>`)", StreamingTable, {"key"}),
+    ("Table engine (`engine`)", TableEngine, set()),
+    ("Table sink (`sink`)", SinkSettings, set()),
 ]
 
 
@@ -43,6 +51,8 @@ def _default(field: Any) -> str:
     value = field.default_factory() if field.default_factory is not None else field.default
     if value is UNSET:
         return "none"
+    if isinstance(value, BaseModel):
+        return "its defaults"
     return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
 
 

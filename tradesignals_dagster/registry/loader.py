@@ -37,10 +37,11 @@ from tradesignals_dagster.registry.normalise import (
     translate,
 )
 from tradesignals_dagster.registry.schema_files import resolve_schema, schema_section
+from tradesignals_dagster.registry.tables import check_tables, load_tables
 from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, read_yaml
 
 ROOT_FILES = ("pipelines.yaml", "pipelines.yml", "pipeline.yaml")
-SECTIONS = ("Topics", "Pipelines", "Schemas")
+SECTIONS = ("Topics", "Pipelines", "Schemas", "Tables")
 HEADER_KEYS = ("id", "environment", "log_level", "reset_topics_on_start")
 
 
@@ -112,6 +113,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
                 **header_raw,
                 "topics": topics,
                 "pipelines": pipelines,
+                "tables": load_tables(sections.get("Tables"), ctx),
                 "schemas": schemas,
                 "subjects": subjects,
             }
@@ -121,6 +123,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
         translate(exc, header_raw, StreamingApplication, {}, {}, lambda p, m: report(p, m))
     if app is not None:
         cross_check(app, ctx.places, ctx.add, pipelines_dir is not None)
+        check_tables(app, ctx.places, ctx.add)
     ctx.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0, p.path))
     return LoadResult(app, ctx.problems, doc.file, ctx.places)
 

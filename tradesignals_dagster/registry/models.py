@@ -24,6 +24,7 @@ from tradesignals_dagster.registry.identifiers import (
     Subject,
     TopicName,
 )
+from tradesignals_dagster.registry.tables import StreamingTable
 from tradesignals_dagster.registry.topic_configs import configs_problems
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -297,6 +298,9 @@ class StreamingApplication(_Model):
     )
     topics: dict[str, StreamingTopic] = Field(default_factory=dict, description="By topic id.")
     pipelines: dict[str, StreamingPipeline] = Field(default_factory=dict, description="By pipeline id.")
+    tables: dict[str, StreamingTable] = Field(
+        default_factory=dict, description="ClickHouse tables by table id."
+    )
     schemas: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Resolved Avro schemas by topic id (Avro JSON)."
     )
