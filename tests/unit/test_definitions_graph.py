@@ -1,4 +1,5 @@
-"""The Dagster asset graph is exactly what the registry implies (snapshot), for any registry."""
+"""The Dagster asset graph is exactly what the registry implies (snapshot), for any registry:
+keys, groups by role, kinds, descriptions, and node labels that tell every asset apart."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dagster as dg
 import yaml
 
 from tradesignals_dagster.defs.build import build_definitions
+from tradesignals_dagster.defs.keys import GROUPS
 from tradesignals_dagster.settings import Settings
 
 ROOT = Path(__file__).parent.parent.parent
@@ -25,9 +27,22 @@ def graph_of(defs: dg.Definitions) -> dict[str, Any]:
         for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
     }
     kinds = {key.to_user_string(): sorted(graph.get(key).kinds) for key in graph.get_all_asset_keys()}
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
     checks = sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys)
     sensors = sorted(s.name for s in defs.sensors or [])
-    return {"assets": assets, "kinds": dict(sorted(kinds.items())), "checks": checks, "sensors": sensors}
+    return {
+        "assets": assets,
+        "groups": dict(sorted(groups.items())),
+        "kinds": dict(sorted(kinds.items())),
+        "checks": checks,
+        "sensors": sensors,
+    }
+
+
+def flagship_defs(tmp_path: Path) -> dg.Definitions:
+    return build_definitions(
+        Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
+    )
 
 
 def test_flagship_graph_matches_snapshot(tmp_path: Path) -> None:
@@ -41,7 +56,7 @@ def test_flagship_graph_matches_snapshot(tmp_path: Path) -> None:
 def test_flagship_graph_reads_as_data_flow(tmp_path: Path) -> None:
     settings = Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
     assets = graph_of(build_definitions(settings))["assets"]
-    assert assets["pipelines/option_trades_ingest"] == ["feeds/option_trades_ingest"]
+    assert assets["pipelines/option_trades_ingest"] == ["feeds/option_trades_ingest_feed"]
     assert assets["kafka/option_trades"] == ["pipelines/option_trades_ingest", "schemas/option_trades-value"]
     assert assets["pipelines/option_trade_volume_bars"] == ["kafka/option_trades"]
     assert assets["kafka/option_trades_aggs"] == [
@@ -68,7 +83,7 @@ def test_any_valid_registry_yields_its_own_graph(tmp_path: Path) -> None:
     assets = graph_of(build_definitions(settings))["assets"]
 
     assert assets == {
-        "feeds/quote_feed": [],
+        "feeds/quote_feed_source": [],
         "kafka/option_trades": ["schemas/option_trades-value"],
         "kafka/option_trades_aggs": [
             "pipelines/option_trade_volume_bars",
@@ -76,7 +91,7 @@ def test_any_valid_registry_yields_its_own_graph(tmp_path: Path) -> None:
         ],
         "kafka/quotes": ["pipelines/quote_feed"],
         "pipelines/option_trade_volume_bars": ["kafka/option_trades"],
-        "pipelines/quote_feed": ["feeds/quote_feed"],
+        "pipelines/quote_feed": ["feeds/quote_feed_source"],
         "schemas/option_trades-value": [],
         "schemas/option_trades_aggs-value": [],
     }
@@ -88,3 +103,38 @@ def test_volume_bars_topic_carries_column_lineage_from_trades(tmp_path: Path) ->
     lineage = graph.get(dg.AssetKey(["kafka", "option_trades_aggs"])).metadata["dagster/column_lineage"]
     vwap = {(d.asset_key.to_user_string(), d.column_name) for d in lineage.deps_by_column["vwap"]}
     assert vwap == {("kafka/option_trades", "price"), ("kafka/option_trades", "size")}
+
+
+def test_every_asset_has_a_role_group_a_description_and_a_kind(tmp_path: Path) -> None:
+    graph = flagship_defs(tmp_path).resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name in GROUPS, (key, node.group_name)
+        assert node.group_name == {"schemas": "schemas", "kafka": "topics"}.get(key.path[0], key.path[0])
+        assert node.description and node.description.strip(), key
+        assert node.kinds, key
+        assert node.tags.get("tradesignals/app") == "tradesignals", key
+
+
+def test_node_labels_are_unique_and_tell_a_feed_from_its_pipeline(tmp_path: Path) -> None:
+    """The UI labels a node with the key's last component: no two assets may share one."""
+    keys = flagship_defs(tmp_path).resolve_asset_graph().get_all_asset_keys()
+    labels = [k.path[-1] for k in keys]
+    assert len(labels) == len(set(labels)), sorted(labels)
+    assert "option_trades_ingest_feed" in labels
+    assert "option_trades_ingest" in labels
+
+
+def test_app_tag_is_a_valid_dagster_tag_for_any_app_id(tmp_path: Path) -> None:
+    reg = tmp_path / "reg"
+    reg.mkdir()
+    data = yaml.safe_load((ROOT / "tests" / "fixtures" / "seed" / "pipelines.yaml").read_text())
+    data["StreamingApplication"]["id"] = "Trade Signals / EU (prod) " + "x" * 80
+    topics = data["StreamingApplication"]["Topics"]
+    topics["option_trades"]["value_schema"]["fields"] = [{"name": "symbol", "type": "string"}]
+    (reg / "pipelines.yaml").write_text(yaml.safe_dump(data))
+    graph = build_definitions(Settings(registry=reg, state_dir=tmp_path)).resolve_asset_graph()
+    tags = {graph.get(k).tags["tradesignals/app"] for k in graph.get_all_asset_keys()}
+    assert len(tags) == 1
+    (tag,) = tags
+    assert tag.startswith("Trade_Signals___EU__prod__x") and len(tag) == 63

@@ -1,9 +1,13 @@
 """Asset factories: one asset per schema subject, Kafka topic and pipeline of the registry.
 
 The graph reads as data flows: feed -> ingest pipeline -> topic -> pipeline -> topic, with each
-topic also depending on its schema. Materializing an asset makes that part of the world match
-the registry, through the same control-plane and deploy functions the CLI uses. The registry is
-re-read at materialization, so a run always applies what is on disk now.
+topic also depending on its schema. Assets are grouped by role (``feeds``, ``pipelines``,
+``schemas``, ``topics``; see :mod:`tradesignals_dagster.defs.keys`) and tagged with the
+application id, so the lineage view shows one box per role and the catalog filters by app.
+
+Materializing an asset makes that part of the world match the registry, through the same
+control-plane and deploy functions the CLI uses. The registry is re-read at materialization, so a
+run always applies what is on disk now.
 """
 
 import re
@@ -14,16 +18,33 @@ import dagster as dg
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.control.inspect import fingerprint, schema_facts, topic_facts
 from tradesignals_dagster.control.plan import Plan
-from tradesignals_dagster.defs.keys import feed_key, pipeline_key, schema_key, topic_key
+from tradesignals_dagster.defs.keys import (
+    FEEDS_GROUP,
+    PIPELINES_GROUP,
+    SCHEMAS_GROUP,
+    TOPICS_GROUP,
+    feed_key,
+    pipeline_key,
+    schema_key,
+    topic_key,
+)
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.operations import deploy_pipeline
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.redact import redact_url
 from tradesignals_dagster.registry.models import StreamingApplication
 
+APP_TAG = "tradesignals/app"
+
 
 def _failure(exc: TradesignalsError) -> dg.Failure:
     return dg.Failure(description=str(exc))
+
+
+def _tags(app: StreamingApplication, kind: str) -> dict[str, str]:
+    """Tags on every asset: its role, and the application it belongs to (groups are by role).
+    Dagster allows tag values of up to 63 letters, digits, '_', '-', '.'; the id is fitted to that."""
+    return {"tradesignals/kind": kind, APP_TAG: re.sub(r"[^A-Za-z0-9_.-]", "_", app.id)[:63] or "_"}
 
 
 def apply_scope(
@@ -79,17 +100,17 @@ def column_lineage(app: StreamingApplication, topic_id: str) -> dg.TableColumnLi
     return dg.TableColumnLineage(deps_by_column=deps) if deps else None
 
 
-def _schema_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.AssetsDefinition:
+def _schema_asset(app: StreamingApplication, topic_id: str) -> dg.AssetsDefinition:
     subject = app.subjects[topic_id]
     schema = app.schemas[topic_id]
 
     @dg.asset(
         key=schema_key(subject),
-        group_name=group,
+        group_name=SCHEMAS_GROUP,
         kinds={"avro"},
         description=schema.get("doc") or f"Avro value schema of topic {topic_id}",
         metadata={"dagster/column_schema": table_schema(schema), "subject": subject},
-        tags={"tradesignals/kind": "schema"},
+        tags=_tags(app, "schema"),
     )
     def _schema(
         context: dg.AssetExecutionContext, tradesignals: TradesignalsResource
@@ -114,7 +135,7 @@ def _schema_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.As
     return _schema
 
 
-def _topic_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.AssetsDefinition:
+def _topic_asset(app: StreamingApplication, topic_id: str) -> dg.AssetsDefinition:
     topic = app.topics[topic_id]
     deps = [pipeline_key(k) for k in app.writers_of(topic_id)]
     if topic_id in app.subjects:
@@ -128,12 +149,12 @@ def _topic_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.Ass
 
     @dg.asset(
         key=topic_key(topic_id),
-        group_name=group,
+        group_name=TOPICS_GROUP,
         deps=deps,
         kinds={"kafka"},
         description=topic.doc or (app.schemas.get(topic_id) or {}).get("doc") or f"Kafka topic {topic_id}",
         metadata=metadata,
-        tags={"tradesignals/kind": "topic"},
+        tags=_tags(app, "topic"),
     )
     def _topic(context: dg.AssetExecutionContext, tradesignals: TradesignalsResource) -> dg.MaterializeResult:
         control, plan = apply_scope(context, tradesignals, topics={topic_id})
@@ -156,7 +177,7 @@ def _topic_asset(app: StreamingApplication, topic_id: str, group: str) -> dg.Ass
     return _topic
 
 
-def _pipeline_asset(app: StreamingApplication, key: str, group: str) -> dg.AssetsDefinition:
+def _pipeline_asset(app: StreamingApplication, key: str) -> dg.AssetsDefinition:
     pipe = app.pipelines[key]
     if pipe.input.type == "kafka" and pipe.input.kafka_topic_id:
         deps = [topic_key(pipe.input.kafka_topic_id)]
@@ -166,13 +187,13 @@ def _pipeline_asset(app: StreamingApplication, key: str, group: str) -> dg.Asset
 
     @dg.asset(
         key=pipeline_key(key),
-        group_name=group,
+        group_name=PIPELINES_GROUP,
         deps=deps,
         kinds=kinds,
         owners=list(pipe.owners),
         description=pipe.doc or f"Long-running pipeline {pipe.name or key}",
         metadata={"input": pipe.input.type, "delivery": pipe.delivery, "name": pipe.name or key},
-        tags={"tradesignals/kind": "pipeline"},
+        tags=_tags(app, "pipeline"),
     )
     def _pipeline(
         context: dg.AssetExecutionContext, tradesignals: TradesignalsResource
@@ -209,29 +230,29 @@ def _pipeline_asset(app: StreamingApplication, key: str, group: str) -> dg.Asset
     return _pipeline
 
 
-def _feed_spec(app: StreamingApplication, key: str, group: str) -> dg.AssetSpec:
+def _feed_spec(app: StreamingApplication, key: str) -> dg.AssetSpec:
     pipe = app.pipelines[key]
     url = redact_url(pipe.input.url) if pipe.input.url else None  # metadata is shown in the UI
     where = url or pipe.input.path or pipe.input.module_path or pipe.input.type
     return dg.AssetSpec(
         key=feed_key(key),
-        group_name=group,
+        group_name=FEEDS_GROUP,
         kinds={"source"},
         description=f"External {pipe.input.type} feed of pipeline {key}: {where}",
-        metadata={"type": pipe.input.type, "source": str(where)},
+        metadata={"type": pipe.input.type, "source": str(where), "pipeline": key},
+        tags=_tags(app, "feed"),
     )
 
 
 def build_assets(app: StreamingApplication) -> list[dg.AssetsDefinition | dg.AssetSpec]:
-    """Every asset the registry implies, keyed by convention, in one group named after the app."""
-    group = re.sub(r"[^A-Za-z0-9_]", "_", app.id)
+    """Every asset the registry implies, keyed by convention and grouped by role."""
     out: list[dg.AssetsDefinition | dg.AssetSpec] = []
-    out += [_schema_asset(app, t, group) for t in sorted(app.schemas)]
-    out += [_topic_asset(app, t, group) for t in sorted(app.topics)]
+    out += [_schema_asset(app, t) for t in sorted(app.schemas)]
+    out += [_topic_asset(app, t) for t in sorted(app.topics)]
     for key in sorted(app.pipelines):
-        out.append(_pipeline_asset(app, key, group))
+        out.append(_pipeline_asset(app, key))
         if not (app.pipelines[key].input.type == "kafka" and app.pipelines[key].input.kafka_topic_id):
-            out.append(_feed_spec(app, key, group))
+            out.append(_feed_spec(app, key))
     return out
 
 

@@ -1,9 +1,37 @@
-"""Asset keys by convention, so people and scripts can find them: ``schemas/<subject>``,
-``kafka/<topic_id>``, ``pipelines/<pipeline_id>``, ``feeds/<pipeline_id>`` (external inputs)."""
+"""Asset keys and groups by convention, so people and scripts can find them.
+
+Keys: ``schemas/<subject>``, ``kafka/<topic_id>``, ``pipelines/<pipeline_id>`` and
+``feeds/<pipeline_id>_feed`` (the external input of an ingest pipeline; ``_source`` instead when the
+pipeline id already ends in ``_feed``). The Dagster UI labels a node with the key's last
+component, so a feed never reads the same as the pipeline it feeds.
+
+Groups are by role, in the order data flows: ``feeds`` -> ``pipelines`` -> ``topics`` (with
+``schemas`` beside them) -> ``warehouse`` -> ``datasets`` -> ``models``. The last three belong to
+the downstream assets (tables, exported datasets, trained models).
+"""
 
 from __future__ import annotations
 
 import dagster as dg
+
+FEEDS_GROUP = "feeds"
+PIPELINES_GROUP = "pipelines"
+TOPICS_GROUP = "topics"
+SCHEMAS_GROUP = "schemas"
+WAREHOUSE_GROUP = "warehouse"
+DATASETS_GROUP = "datasets"
+MODELS_GROUP = "models"
+
+#: Every group, in the order the data flows through them (the README documents each).
+GROUPS: tuple[str, ...] = (
+    FEEDS_GROUP,
+    PIPELINES_GROUP,
+    SCHEMAS_GROUP,
+    TOPICS_GROUP,
+    WAREHOUSE_GROUP,
+    DATASETS_GROUP,
+    MODELS_GROUP,
+)
 
 
 def schema_key(subject: str) -> dg.AssetKey:
@@ -22,5 +50,8 @@ def pipeline_key(key: str) -> dg.AssetKey:
 
 
 def feed_key(key: str) -> dg.AssetKey:
-    """The external feed (websocket, replay file, generator) a pipeline ingests."""
-    return dg.AssetKey(["feeds", key])
+    """The external feed (websocket, replay file, generator) pipeline ``key`` ingests; labelled
+    ``<key>_feed`` (``<key>_source`` for a ``..._feed`` pipeline) so the UI tells it from the
+    pipeline."""
+    suffix = "_source" if key.endswith("_feed") else "_feed"
+    return dg.AssetKey(["feeds", f"{key}{suffix}"])
