@@ -35,6 +35,7 @@ def add_parsers(sub: Any) -> None:
         p.add_argument("--json", action="store_true", help="print the plan as JSON")
         p.add_argument("--topic", action="append", help="only this topic (repeatable)")
         p.add_argument("--subject", action="append", help="only this subject (repeatable)")
+        p.add_argument("--table", action="append", help="only this ClickHouse table (repeatable)")
         p.add_argument(
             "--on-start",
             action="store_true",
@@ -110,6 +111,7 @@ def _plan(args: argparse.Namespace, settings: Settings) -> Any:
         subjects=set(args.subject) if args.subject else None,
         on_start=args.on_start,
         delete_orphans=args.delete_orphans,
+        tables=set(args.table) if args.table else None,
     )
     return control, plan
 

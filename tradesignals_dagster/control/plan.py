@@ -14,6 +14,10 @@ ChangeKind = Literal[
     "delete_topic",
     "set_compatibility",
     "register_schema",
+    "create_database",
+    "create_table",
+    "add_column",
+    "modify_ttl",
 ]
 NoticeKind = Literal[
     "shrink_partitions",
@@ -22,6 +26,8 @@ NoticeKind = Literal[
     "reset_on_start",
     "incompatible_schema",
     "schema_is_old_version",
+    "table_needs_rewrite",
+    "column_not_in_schema",
 ]
 
 
@@ -85,13 +91,17 @@ class Plan:
             "delete_topic": "-",
             "set_compatibility": "~",
             "register_schema": "+",
+            "create_database": "+",
+            "create_table": "+",
+            "add_column": "~",
+            "modify_ttl": "~",
         }
         lines = [f"  {symbol[c.kind]:>3} {c.target}: {c.summary}" for c in self.changes]
         for n in self.notices:
             tag = "refused" if n.blocking else "note"
             lines.append(f"  {'!':>3} {n.target}: {tag}: {n.summary}")
         if not self.changes:
-            lines.insert(0, "No changes: the cluster and schema registry match the registry.")
+            lines.insert(0, "No changes: the cluster, schema registry and ClickHouse match the registry.")
         else:
             lines.insert(0, f"{len(self.changes)} change(s):")
         if self.blockers:
