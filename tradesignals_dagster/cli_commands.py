@@ -75,7 +75,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             json.dumps(info, indent=2)
             if args.json
             else f"kafka: {info['bootstrap_servers']}\nschema registry: {info['schema_registry_url']}\n"
-            f"clickhouse: {info.get('clickhouse_url')}\nstate: {settings.state_dir}"
+            f"clickhouse: {info.get('clickhouse_url')}\n"
+            f"s3: {info.get('object_store_url')} at {(info.get('s3') or {}).get('endpoint')}\n"
+            f"state: {settings.state_dir}"
         )
         return 0
     if args.action == "down":
@@ -97,7 +99,9 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             f"  schema registry: {status['schema_registry_url'] or 'not started'} "
             f"({'ready' if status['schema_registry'].get('ready') else 'down'})\n"
             f"  clickhouse: {status['clickhouse_url'] or 'not started'} "
-            f"({'ready' if status['clickhouse'].get('ready') else 'down'})"
+            f"({'ready' if status['clickhouse'].get('ready') else 'down'})\n"
+            f"  s3: {status['s3']['endpoint'] or 'not started'} {status['object_store_url'] or ''} "
+            f"({'ready' if status['s3'].get('ready') else 'down'})"
         )
     return 0 if status["running"] else 1
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     object_store_url: str | None = Field(
         None, description="s3://bucket/prefix or a local directory for Parquet exports."
     )
+    object_store_endpoint: str | None = Field(
+        None, description="http(s)://host:port of an S3-compatible server; unset for AWS S3."
+    )
+    object_store_region: str | None = Field(None, description="S3 region of the bucket, if not the default.")
     runtime: str = Field("process", description="Pipeline runtime: 'process' or 'docker'.")
     stall_after_s: float = Field(
         60.0,

@@ -35,6 +35,7 @@ from tradesignals_dagster.stack.process import (
     wait_until,
     write_json,
 )
+from tradesignals_dagster.stack.s3 import S3ProxyService, s3_answers, stack_entries
 from tradesignals_dagster.stack.service import LocalService
 
 REGISTRY_MODULE = "tradesignals_dagster.stack.schema_registry"
@@ -231,7 +232,8 @@ def stack_up(
             and registry_port in (None, registry.port)
             and clickhouse_port in (None, clickhouse.port)
         )
-        if info and ports_match and _answers(info, broker, registry, clickhouse):
+        s3 = S3ProxyService(state_dir)
+        if info and ports_match and _answers(info, broker, registry, clickhouse) and s3_answers(info, s3):
             return info
         broker_was_running = broker.pid is not None
         owned = {
@@ -250,11 +252,12 @@ def stack_up(
         try:
             reg = registry.start(timeout=min(timeout, 30.0))
             ch = clickhouse.start(timeout=timeout)
+            s3_status = s3.start(timeout=max(timeout, 90.0))
         except Exception:
             if not broker_was_running:
                 broker.stop()
             raise
-        info = _stack_info(state_dir, kafka, reg, ch)
+        info = _stack_info(state_dir, kafka, reg, ch) | stack_entries(s3_status)
         write_json(_stack_file(settings), info)
         return info
 
@@ -270,6 +273,7 @@ def stack_down(settings: Settings, timeout: float = 20.0) -> dict[str, bool]:
         stopped = {
             "clickhouse": ClickHouseEndpointService(state_dir).stop(timeout=timeout),
             "schema_registry": SchemaRegistryService(state_dir).stop(timeout=timeout),
+            "s3": S3ProxyService(state_dir).stop(timeout=timeout),
             "kafka": KafkaBroker(state_dir).stop(timeout=timeout),
         }
         _stack_file(settings).unlink(missing_ok=True)
@@ -282,9 +286,12 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     kafka = KafkaBroker(state_dir).status()
     registry = SchemaRegistryService(state_dir).status()
     clickhouse = ClickHouseEndpointService(state_dir).status()
+    s3 = S3ProxyService(state_dir).status()
     path = _stack_file(settings)
     return {
-        "running": bool(kafka["ready"] and registry["ready"] and clickhouse["ready"]),
+        "running": bool(kafka["ready"] and registry["ready"] and clickhouse["ready"] and s3["ready"]),
+        "s3": s3,
+        "object_store_url": s3["object_store_url"] if s3["running"] else None,
         "state_dir": str(state_dir),
         "stack_file": str(path) if path.is_file() else None,
         "bootstrap_servers": kafka["bootstrap_servers"],
