@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from tradesignals_dagster.registry.datasets import StreamingDataset
 from tradesignals_dagster.registry.files import MAX_FILE_BYTES
 from tradesignals_dagster.registry.identifiers import SAFE_ID_MAX, TOPIC_NAME_MAX
 from tradesignals_dagster.registry.models import (
@@ -30,7 +31,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     (
         "`StreamingApplication`",
         StreamingApplication,
-        {"topics", "pipelines", "tables", "schemas", "subjects"},
+        {"topics", "pipelines", "tables", "datasets", "schemas", "subjects"},
     ),
     ("Topic (`Topics.<id>` or an item of `topics.yaml`)", StreamingTopic, set()),
     ("Value schema (`value_schema`, `Schemas.<id>`, `schemas/<id>.yaml`)", ValueSchema, set()),
@@ -42,6 +43,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("Table (`Tables.<id>`)", StreamingTable, {"key"}),
     ("Table engine (`engine`)", TableEngine, set()),
     ("Table sink (`sink`)", SinkSettings, set()),
+    ("Dataset (`Datasets.<id>`)", StreamingDataset, {"key"}),
 ]
 
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from tradesignals_dagster.registry.checks import cross_check
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
 from tradesignals_dagster.registry.custom_code import check_custom_code
+from tradesignals_dagster.registry.datasets import check_datasets, load_datasets
 from tradesignals_dagster.registry.errors import Problem, RegistryError, display_path
 from tradesignals_dagster.registry.files import confined_reference
 from tradesignals_dagster.registry.identifiers import safe_id_problem
@@ -41,7 +42,7 @@ from tradesignals_dagster.registry.tables import check_tables, load_tables
 from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, read_yaml
 
 ROOT_FILES = ("pipelines.yaml", "pipelines.yml", "pipeline.yaml")
-SECTIONS = ("Topics", "Pipelines", "Schemas", "Tables")
+SECTIONS = ("Topics", "Pipelines", "Schemas", "Tables", "Datasets")
 HEADER_KEYS = ("id", "environment", "log_level", "reset_topics_on_start")
 
 
@@ -114,6 +115,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
                 "topics": topics,
                 "pipelines": pipelines,
                 "tables": load_tables(sections.get("Tables"), ctx),
+                "datasets": load_datasets(sections.get("Datasets"), ctx),
                 "schemas": schemas,
                 "subjects": subjects,
             }
@@ -124,6 +126,7 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     if app is not None:
         cross_check(app, ctx.places, ctx.add, pipelines_dir is not None)
         check_tables(app, ctx.places, ctx.add)
+        check_datasets(app, ctx.places, ctx.add)
     ctx.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0, p.path))
     return LoadResult(app, ctx.problems, doc.file, ctx.places)
 

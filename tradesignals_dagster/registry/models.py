@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tradesignals_dagster.registry.datasets import StreamingDataset
 from tradesignals_dagster.registry.files import module_path_problem
 from tradesignals_dagster.registry.identifiers import (
     INT16_MAX,
@@ -300,6 +301,9 @@ class StreamingApplication(_Model):
     pipelines: dict[str, StreamingPipeline] = Field(default_factory=dict, description="By pipeline id.")
     tables: dict[str, StreamingTable] = Field(
         default_factory=dict, description="ClickHouse tables by table id."
+    )
+    datasets: dict[str, StreamingDataset] = Field(
+        default_factory=dict, description="Parquet datasets exported from tables, by dataset id."
     )
     schemas: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Resolved Avro schemas by topic id (Avro JSON)."
