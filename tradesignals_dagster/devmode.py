@@ -2,8 +2,9 @@
 
 Starts the local stack, materializes every asset of the registry through Dagster (which applies
 the schemas and topics and deploys the pipelines, the same code path as the UI), then runs
-``dagster dev`` on 127.0.0.1 with a persistent instance under the state directory and the
-sensors on. Ctrl-C stops Dagster, the pipelines and the stack, unless ``--keep-running``.
+``dg dev`` (what Dagster 1.13 recommends; ``dagster dev`` now prints that it is superseded) on
+127.0.0.1 with a persistent instance under the state directory and the sensors on. Ctrl-C stops
+Dagster, the pipelines and the stack, unless ``--keep-running``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_TEMPLATE = Path(__file__).resolve().parent / "dev_instance.yaml"
+DEFINITIONS_MODULE = "tradesignals_dagster.definitions"
 
 
 class DevError(TradesignalsError):
@@ -32,11 +35,12 @@ def dagster_env(settings: Settings, info: dict[str, str]) -> dict[str, str]:
     """Environment for Dagster processes: absolute paths, the stack's addresses, DAGSTER_HOME."""
     home = settings.state_dir.resolve() / "dagster"
     home.mkdir(parents=True, exist_ok=True)
-    template = PROJECT_ROOT / "dagster.yaml"
-    if template.is_file() and not (home / "dagster.yaml").is_file():
-        shutil.copy(template, home / "dagster.yaml")
+    if INSTANCE_TEMPLATE.is_file() and not (home / "dagster.yaml").is_file():
+        shutil.copy(INSTANCE_TEMPLATE, home / "dagster.yaml")
     return {
         **os.environ,
+        # dg compares the active venv with the project's; the one running us is the right one.
+        "VIRTUAL_ENV": sys.prefix,
         "DAGSTER_HOME": str(home),
         "TRADESIGNALS_REGISTRY": str(settings.registry.resolve()),
         "TRADESIGNALS_PIPELINES_DIR": str(settings.pipelines_dir.resolve()),
@@ -77,8 +81,21 @@ def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]
         os.environ.update(previous)
 
 
+def dg_dev_command(port: int, host: str = "127.0.0.1") -> list[str]:
+    """``dg dev`` for this project: as a ``dg`` project (code location ``tradesignals``, its
+    component YAML checked first) when run from a checkout with ``[tool.dg]`` in pyproject.toml,
+    otherwise straight at the definitions module."""
+    dg_cli = str(Path(sys.executable).parent / "dg")
+    pyproject = PROJECT_ROOT / "pyproject.toml"
+    if pyproject.is_file() and "[tool.dg]" in pyproject.read_text(encoding="utf-8"):
+        target = ["--target-path", str(PROJECT_ROOT)]
+    else:
+        target = ["-m", DEFINITIONS_MODULE]
+    return [dg_cli, "dev", *target, "-h", host, "-p", str(port)]
+
+
 def run_dev(settings: Settings, port: int = 3000, keep_running: bool = False, ui: bool = True) -> int:
-    """Bring everything up, then run ``dagster dev`` until interrupted."""
+    """Bring everything up, then run ``dg dev`` until interrupted."""
     from tradesignals_dagster.deploy.operations import runtime_for
     from tradesignals_dagster.stack.stack import stack_down, stack_up
 
@@ -92,19 +109,7 @@ def run_dev(settings: Settings, port: int = 3000, keep_running: bool = False, ui
     if not ui:
         return 0
     print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-m",
-        "tradesignals_dagster.definitions",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(dg_dev_command(port), env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
