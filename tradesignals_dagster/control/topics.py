@@ -76,6 +76,20 @@ def desired_topics(app: StreamingApplication) -> dict[str, TopicSpec]:
             {**base, "cleanup.policy": "compact"},
             derived_from=key,
         )
+    for key, table in app.tables.items():  # a table's sink dead-letters into <topic>.dlq too
+        fed_by = app.topics.get(table.topic_id)
+        if fed_by is not None and table.dlq_topic() not in out:
+            out[table.dlq_topic()] = TopicSpec(
+                table.dlq_topic(),
+                fed_by.num_partitions,
+                fed_by.replication_factor,
+                {
+                    "min.insync.replicas": str(fed_by.min_insync_replicas),
+                    "retention.ms": str(DLQ_RETENTION_MS),
+                    "cleanup.policy": "delete",
+                },
+                derived_from=key,
+            )
     return out
 
 
