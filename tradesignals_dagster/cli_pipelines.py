@@ -130,6 +130,9 @@ def _chosen(app: StreamingApplication, ids: list[str]) -> list[str]:
 
 
 def _describe(status: RuntimeStatus) -> str:
+    if status.runtime == "docker":
+        replicas = status.extra.get("replicas")
+        return f"container {status.runtime_id or '-'}, replicas {replicas}, version {status.version}"
     pid = status.extra.get("child_pid") or status.runtime_id or "-"
     return f"pid {pid}, version {status.version}"
 
@@ -144,7 +147,7 @@ def _deploy_all(args: argparse.Namespace, settings: Settings, force: bool) -> in
     failed = 0
     for key in _chosen(app, args.ids):
         try:
-            if getattr(args, "no_apply", False):
+            if args.no_apply:
                 status = runtime.deploy(desired_state(app, key, settings), force=force)
             else:
                 _, status = deploy_pipeline(
@@ -212,7 +215,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
     known = {s.key: s for s in runtime.list()}
     keys = args.ids or sorted(set(known) | set(desired))
     statuses = [known.get(k) or runtime.status(k) for k in keys]
-    health = _health(app, settings, statuses)
+    health = _health(app, settings, runtime, statuses)
     now = time.time()
     rows = []
     for s in statuses:
@@ -222,7 +225,10 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
                 "id": s.key,
                 "state": health[s.key].state if s.key in health else s.state,
                 "pid": int(s.extra["child_pid"]) if s.running and s.extra.get("child_pid") else None,
-                "supervisor_pid": int(s.runtime_id) if s.runtime_id else None,
+                "supervisor_pid": int(s.runtime_id) if s.runtime_id and s.runtime_id.isdigit() else None,
+                "container": s.runtime_id if s.runtime == "docker" else None,
+                "image": s.extra.get("image"),
+                "replicas": s.extra.get("replicas"),
                 "version": s.version,
                 "desired_version": want,
                 "outdated": bool(s.running and want and want != s.version),
@@ -243,11 +249,14 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _health(
-    app: StreamingApplication | None, settings: Settings, statuses: list[RuntimeStatus]
+    app: StreamingApplication | None,
+    settings: Settings,
+    runtime: PipelineRuntime,
+    statuses: list[RuntimeStatus],
 ) -> dict[str, Health]:
     """The health of every running pipeline of the registry (stalled or running)."""
     from tradesignals_dagster.control.apply import ControlPlane
-    from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
+    from tradesignals_dagster.control.inspect import consumer_lag
     from tradesignals_dagster.deploy.health import assess
 
     running = [s for s in statuses if s.running and app is not None and s.key in app.pipelines]
@@ -259,7 +268,7 @@ def _health(
         lag = None
         with contextlib.suppress(TradesignalsError):
             lag = consumer_lag(control, app, status.key)
-        metrics = pipeline_metrics(settings.state_dir, status.key)
+        metrics = runtime.metrics(status.key)
         out[status.key] = assess(status, lag, metrics, settings.stall_after_s)
     return out
 
@@ -271,7 +280,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         state = r["state"] + (f" ({r['exit_code']})" if r["state"] == "crashed" else "")
         version = (r["version"] or "-") + (" (outdated)" if r["outdated"] else "")
         uptime = _uptime(r["uptime_s"]) if r["uptime_s"] is not None else "-"
-        pid = str(r["pid"] or r["supervisor_pid"] or "-")
+        pid = str(r["pid"] or r["supervisor_pid"] or r.get("container") or "-")
         table.append([r["id"], state, pid, version, uptime, str(r["restarts"])])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
@@ -290,10 +299,7 @@ def act_logs(args: argparse.Namespace, settings: Settings) -> int:
     if text:
         print(text, flush=True)
     if args.follow:
-        follow = getattr(runtime, "follow_logs", None)
-        if follow is None:
-            raise DeployError(f"the {runtime.name} runtime cannot follow logs")
-        for chunk in follow(args.id):
+        for chunk in runtime.follow_logs(args.id):
             sys.stdout.write(chunk)
             sys.stdout.flush()
     return 0

@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     )
     object_store_region: str | None = Field(None, description="S3 region of the bucket, if not the default.")
     runtime: str = Field("process", description="Pipeline runtime: 'process' or 'docker'.")
+    base_image: str = Field(
+        "tradesignals-base:bookworm",
+        description="Base image of pipeline images (needs python3.11 with venv); the default is made "
+        "locally with debootstrap when missing, any other is pulled when missing.",
+    )
     stall_after_s: float = Field(
         60.0,
         gt=0,

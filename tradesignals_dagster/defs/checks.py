@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
+from tradesignals_dagster.control.inspect import consumer_lag
 from tradesignals_dagster.defs.keys import pipeline_key, schema_key, topic_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.health import assess
@@ -65,7 +65,7 @@ def _pipeline_check(app: StreamingApplication, key: str) -> dg.AssetChecksDefini
         except TradesignalsError as exc:
             return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
         settings = tradesignals.settings()
-        metrics = pipeline_metrics(settings.state_dir, key) if status.running else {}
+        metrics = tradesignals.runtime().metrics(key) if status.running else {}
         health = assess(status, lag, metrics, settings.stall_after_s)
         passed = health.state == "running" and (lag is None or lag <= max_lag)
         return dg.AssetCheckResult(

@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from tradesignals_dagster.control.inspect import consumer_lag, pipeline_metrics
+from tradesignals_dagster.control.inspect import consumer_lag
 from tradesignals_dagster.defs.keys import pipeline_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
@@ -85,7 +85,7 @@ def health_requests(
             lag = None
             with contextlib.suppress(TradesignalsError):
                 lag = consumer_lag(control, app, key)
-            metrics = pipeline_metrics(settings.state_dir, key)
+            metrics = runtime.metrics(key)
             health = assess(status, lag, metrics, settings.stall_after_s)
             observations.append(_observation(key, status, health, lag, metrics))
             if not health.stalled:

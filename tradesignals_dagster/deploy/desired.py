@@ -47,7 +47,15 @@ def code_version(pipelines_dir: Path, key: str, image: str | None) -> str:
 
 
 def desired_state(app: StreamingApplication, key: str, settings: Settings) -> DesiredState:
-    """What should run for pipeline ``key`` under ``settings`` (non-secret settings only)."""
+    """What should run for pipeline ``key`` under ``settings`` (non-secret settings only); for the
+    docker runtime, the container's desired state (:mod:`tradesignals_dagster.deploy.container`)."""
+    if settings.runtime != "process":
+        from tradesignals_dagster.deploy.operations import check_runtime
+
+        if check_runtime(settings.runtime) == "docker":
+            from tradesignals_dagster.deploy.container import container_desired_state
+
+            return container_desired_state(app, key, settings)
     pipe = app.pipelines[key]
     pipelines_dir = settings.pipelines_dir
     app_py = pipelines_dir / key / "app.py"

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from tradesignals_dagster.deploy.runtime import DeployError
 
-__all__ = ["DeployError", "PipelineStartError", "UnknownPipelineError"]
+__all__ = [
+    "DeployError",
+    "DockerUnavailableError",
+    "ImageBuildError",
+    "PipelineStartError",
+    "UnknownPipelineError",
+    "UnknownRuntimeError",
+]
 
 
 class PipelineStartError(DeployError):
@@ -33,3 +40,17 @@ class UnknownPipelineError(DeployError):
     """A pipeline id that neither the registry nor the runtime knows (a usage error)."""
 
     exit_code = 2
+
+
+class UnknownRuntimeError(DeployError):
+    """``TRADESIGNALS_RUNTIME`` names no runtime this product has (a configuration error)."""
+
+    exit_code = 2
+
+
+class DockerUnavailableError(DeployError):
+    """The Docker engine does not answer (not running, wrong ``DOCKER_HOST``, no permission)."""
+
+
+class ImageBuildError(DeployError):
+    """A pipeline image (or its base, or its wheelhouse) could not be built; nothing was deployed."""

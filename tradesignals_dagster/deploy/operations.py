@@ -10,6 +10,7 @@ from __future__ import annotations
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.control.topics import state_topic
 from tradesignals_dagster.deploy.desired import desired_state
+from tradesignals_dagster.deploy.errors import UnknownRuntimeError
 from tradesignals_dagster.deploy.runtime import DesiredState, PipelineRuntime, RuntimeStatus
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
@@ -31,8 +32,24 @@ def prepare_pipeline(app: StreamingApplication, key: str, control: ControlPlane)
     control.apply(control.plan(app, topics=topics, subjects=subjects or set()))
 
 
+RUNTIMES = ("process", "docker")
+
+
+def check_runtime(name: str) -> str:
+    """``name`` if it is a runtime this product has, else :class:`UnknownRuntimeError` (exit 2)."""
+    if name not in RUNTIMES:
+        raise UnknownRuntimeError(
+            f"TRADESIGNALS_RUNTIME={name!r} is not a pipeline runtime; use one of: {', '.join(RUNTIMES)}"
+        )
+    return name
+
+
 def runtime_for(settings: Settings) -> PipelineRuntime:
-    """The runtime the settings choose (local processes by default)."""
+    """The runtime the settings choose: local processes (default) or Docker containers."""
+    if check_runtime(settings.runtime) == "docker":
+        from tradesignals_dagster.deploy.docker import DockerRuntime
+
+        return DockerRuntime.from_settings(settings)
     from tradesignals_dagster.deploy.process import ProcessRuntime
 
     return ProcessRuntime(settings.state_dir)

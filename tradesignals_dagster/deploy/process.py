@@ -394,6 +394,12 @@ class ProcessRuntime:
         """Output appended from now on (``logs -f``), across rotations."""
         return supervisor.follow(self.log_path(key), poll=poll, should_stop=should_stop)
 
+    def metrics(self, key: str) -> dict[str, float]:
+        """The pipeline's metrics endpoint (port in its ``metrics.port`` file), scraped now."""
+        from tradesignals_dagster.control.inspect import pipeline_metrics
+
+        return pipeline_metrics(self.root.parent, key)
+
     def crash_history(self, key: str, since: float | None = None) -> builtins.list[Crash]:
         """Recorded crashes of ``key``, oldest first (the last :data:`MAX_CRASHES`), optionally
         only those at or after ``since`` (epoch seconds)."""

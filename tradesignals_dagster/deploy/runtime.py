@@ -8,6 +8,7 @@ nothing otherwise. The CLI, the Dagster ``pipelines/<id>`` assets and the sensor
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -35,6 +36,9 @@ class DesiredState:
     code_version: str
     image: str | None = None
     workdir: str | None = None
+    replicas: int = 1
+    limits: dict[str, str] = field(default_factory=dict)
+    """Resource limits by name (``cpus``, ``memory``), for runtimes that enforce them."""
 
     @property
     def version(self) -> str:
@@ -86,4 +90,14 @@ class PipelineRuntime(Protocol):
 
     def logs(self, key: str, lines: int = 100) -> str:
         """The last ``lines`` lines of the pipeline's output."""
+        ...
+
+    def follow_logs(
+        self, key: str, poll: float = 0.5, should_stop: Callable[[], bool] | None = None
+    ) -> Iterator[str]:
+        """Output appended from now on (``logs -f``)."""
+        ...
+
+    def metrics(self, key: str) -> dict[str, float]:
+        """The pipeline's metrics endpoint scraped now (summed over replicas); ``{}`` if silent."""
         ...

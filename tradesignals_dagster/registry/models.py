@@ -239,7 +239,19 @@ class StreamingPipelineOutput(_Model):
 class DockerConfig(_Model):
     """How the pipeline's container is built and run (the seed's ``pipeline.docker``)."""
 
-    image: str = Field(description="Image to run, e.g. tradesignals/volume_bars:1.4.2.")
+    image: str = Field(
+        description="Image repository (and seed-style tag), e.g. tradesignals/volume_bars:1.4.2; "
+        "`tradesignals images build` tags it by content, so the tag written here is informational."
+    )
+    cpus: float | None = Field(None, gt=0, description="CPU limit of each replica (e.g. 0.5), none if unset.")
+    memory: str | None = Field(
+        None,
+        pattern=r"^[0-9]+[bkmgBKMG]?$",
+        description="Memory limit of each replica in Docker's notation (e.g. 512m, 2g), none if unset.",
+    )
+    replicas: int = Field(
+        1, ge=1, le=64, description="Containers to run; they join one consumer group (kafka inputs)."
+    )
 
 
 class StreamingPipeline(_Model):
