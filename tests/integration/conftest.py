@@ -24,6 +24,7 @@ from tradesignals_dagster.stack.clickhouse import ClickHouseEndpointService
 from tradesignals_dagster.stack.errors import StackError
 from tradesignals_dagster.stack.jars import resolve_jars, shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
+from tradesignals_dagster.stack.s3 import S3ProxyService
 from tradesignals_dagster.stack.stack import stack_down, stack_up
 
 _HERE = Path(__file__).resolve().parent
@@ -153,5 +154,21 @@ def clickhouse_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
     settings = Settings(state_dir=state_dir, clickhouse_url=status["url"], clickhouse_password=password)
     try:
         yield ClickHouseEndpoint(status["url"], "default", password, service, settings)
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ProxyService]:
+    """The local S3 API server (s3proxy, jars resolved once into the shared cache) on a free
+    port with its own data dir and generated credentials, stopped at the end of the session."""
+    service = S3ProxyService(tmp_path_factory.mktemp("s3"))
+    try:
+        service.start(timeout=120.0)
+    except StackError as exc:
+        service.stop()
+        _fail("The local S3 server (s3proxy)", exc)
+    try:
+        yield service
     finally:
         service.stop()

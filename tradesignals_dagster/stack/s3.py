@@ -140,7 +140,15 @@ def _run_maven(cmd: list[str], cwd: Path, progress: Callable[[str], None], timeo
 class S3ProxyService(LocalService):
     """s3proxy as a detached process; data, log, pid and credentials under ``<state_dir>/s3``."""
 
-    def __init__(self, state_dir: Path, *, port: int | None = None, jar_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        port: int | None = None,
+        jar_dir: Path | None = None,
+        read_only: bool = False,
+    ) -> None:
+        self.read_only = read_only
         self.home = Path(state_dir).resolve() / "s3"
         self.data_dir = self.home / "data"
         self.log_path = self.home / "s3proxy.log"
@@ -218,6 +226,8 @@ class S3ProxyService(LocalService):
             "jclouds.identity": "local",
             "jclouds.credential": "local",
         }
+        if self.read_only:  # refuses every write: how tests meet a read-only store
+            props["s3proxy.read-only-blobstore"] = "true"
         _write_private(self.properties_path, "".join(f"{k}={v}\n" for k, v in props.items()))
         if self.log_path.exists():
             self.log_path.replace(self.log_path.with_suffix(".log.1"))
