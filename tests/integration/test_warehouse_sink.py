@@ -13,7 +13,7 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 import yaml
@@ -87,7 +87,13 @@ def _produce(
             ],
         }
     )
-    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "linger.ms": 20})
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.bootstrap_servers,
+            "linger.ms": 20,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
     header = b"\x00" + schema_id.to_bytes(4, "big")
     for i in range(n):
         if poison and i in poison:
@@ -107,7 +113,7 @@ def _produce(
             value=header + buf.getvalue(),
             headers=[("ts-id", f"SYM{i % 17}:{i}".encode())],
         )
-        if i % 10_000 == 0:
+        if i % 1_000 == 0:
             producer.poll(0)
     assert producer.flush(60) == 0
 
@@ -224,7 +230,8 @@ def test_poison_messages_go_to_the_dlq_and_the_rest_flow(stack: LocalStack, tmp_
         while len(letters) < len(poison) and time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is not None and msg.error() is None:
-                letters[msg.value() or b""] = {k: bytes(v or b"") for k, v in msg.headers() or []}
+                headers = cast(list[tuple[str, Any]], msg.headers() or [])
+                letters[msg.value() or b""] = {k: v for k, v in headers if isinstance(v, bytes)}
         consumer.close()
         assert set(letters) == set(poison.values())
         assert b"magic byte" in letters[b"not avro at all"]["error"]
