@@ -49,6 +49,9 @@ def add_parsers(sub: Any) -> None:
     from tradesignals_dagster.cli_pipelines import add_pipeline_parsers
 
     add_pipeline_parsers(sub)
+    from tradesignals_dagster.cli_datasets import add_dataset_parsers
+
+    add_dataset_parsers(sub)
 
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:
