@@ -1,5 +1,9 @@
 """``tradesignals pipelines start|stop|restart|status|logs|replay``: pipelines on this machine.
 
+Table sinks are workloads of the same runtime and are listed, started, stopped and logged here too,
+as ``sink.<table>`` (:mod:`tradesignals_dagster.deploy.workloads`): an operator asks "what runs
+here, is it healthy" once, not once per kind.
+
 The commands call the same pieces as the Dagster assets and sensors: the registry loader,
 :func:`~tradesignals_dagster.deploy.desired.desired_state` and the runtime the settings choose
 (:class:`~tradesignals_dagster.deploy.process.ProcessRuntime` by default). To add an action,
@@ -120,13 +124,15 @@ def _runtime(settings: Settings) -> PipelineRuntime:
 
 
 def _chosen(app: StreamingApplication, ids: list[str]) -> list[str]:
-    unknown = [i for i in ids if i not in app.pipelines]
+    from tradesignals_dagster.deploy.workloads import is_known, workload_keys
+
+    unknown = [i for i in ids if not is_known(app, i)]
     if unknown:
         raise UnknownPipelineError(
-            f"no pipeline {', '.join(repr(u) for u in unknown)} in the registry; "
-            f"known: {', '.join(sorted(app.pipelines)) or 'none'}"
+            f"no pipeline or sink {', '.join(repr(u) for u in unknown)} in the registry; "
+            f"known: {', '.join(workload_keys(app)) or 'none'}"
         )
-    return ids or sorted(app.pipelines)
+    return ids or workload_keys(app)
 
 
 def _describe(status: RuntimeStatus) -> str:
@@ -140,7 +146,7 @@ def _describe(status: RuntimeStatus) -> str:
 def _deploy_all(args: argparse.Namespace, settings: Settings, force: bool) -> int:
     from tradesignals_dagster.control.apply import ControlPlane
     from tradesignals_dagster.deploy.desired import desired_state
-    from tradesignals_dagster.deploy.operations import deploy_pipeline
+    from tradesignals_dagster.deploy.workloads import deploy_workload
 
     app, settings = _registry(args, settings)
     runtime = _runtime(settings)
@@ -150,7 +156,7 @@ def _deploy_all(args: argparse.Namespace, settings: Settings, force: bool) -> in
             if args.no_apply:
                 status = runtime.deploy(desired_state(app, key, settings), force=force)
             else:
-                _, status = deploy_pipeline(
+                _, status = deploy_workload(
                     app, key, settings, ControlPlane.from_settings(settings), runtime, force
                 )
         except DeployError as exc:
@@ -208,7 +214,7 @@ def act_status(args: argparse.Namespace, settings: Settings) -> int:
     app: StreamingApplication | None = None
     try:
         app, settings = _registry(args, settings)
-        desired = {k: desired_state(app, k, settings).version for k in app.pipelines}
+        desired = {k: desired_state(app, k, settings).version for k in _chosen(app, [])}
     except TradesignalsError as exc:
         print(f"warning: registry not read, showing the runtime's pipelines only: {exc}", file=sys.stderr)
     runtime = _runtime(settings)
@@ -256,10 +262,10 @@ def _health(
 ) -> dict[str, Health]:
     """The health of every running pipeline of the registry (stalled or running)."""
     from tradesignals_dagster.control.apply import ControlPlane
-    from tradesignals_dagster.control.inspect import consumer_lag
     from tradesignals_dagster.deploy.health import assess
+    from tradesignals_dagster.deploy.workloads import is_known, workload_lag
 
-    running = [s for s in statuses if s.running and app is not None and s.key in app.pipelines]
+    running = [s for s in statuses if s.running and app is not None and is_known(app, s.key)]
     if not running or app is None:
         return {}
     control = ControlPlane.from_settings(settings)
@@ -267,7 +273,7 @@ def _health(
     for status in running:
         lag = None
         with contextlib.suppress(TradesignalsError):
-            lag = consumer_lag(control, app, status.key)
+            lag = workload_lag(control, app, status.key)
         metrics = runtime.metrics(status.key)
         out[status.key] = assess(status, lag, metrics, settings.stall_after_s)
     return out

@@ -55,3 +55,22 @@ def feed_key(key: str) -> dg.AssetKey:
     pipeline."""
     suffix = "_source" if key.endswith("_feed") else "_feed"
     return dg.AssetKey(["feeds", f"{key}{suffix}"])
+
+
+def sink_key(table_id: str) -> dg.AssetKey:
+    """The asset of a table's continuous sink (between ``kafka/<topic>`` and ``clickhouse/<table>``)."""
+    return dg.AssetKey(["sinks", table_id])
+
+
+def table_key(table_id: str) -> dg.AssetKey:
+    """The asset of a ClickHouse table of the registry's ``Tables``."""
+    return dg.AssetKey(["clickhouse", table_id])
+
+
+def workload_key(runtime_key: str) -> dg.AssetKey:
+    """The asset that deploys a runtime workload: ``pipelines/<id>``, or ``sinks/<table>`` for a
+    sink's ``sink.<table>`` (see :mod:`tradesignals_dagster.deploy.workloads`)."""
+    from tradesignals_dagster.deploy.workloads import table_of
+
+    table = table_of(runtime_key)
+    return pipeline_key(runtime_key) if table is None else sink_key(table)

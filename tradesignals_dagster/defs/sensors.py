@@ -1,4 +1,5 @@
-"""Sensors that keep pipelines running as the registry says.
+"""Sensors that keep pipelines and table sinks (every runtime workload, see
+:mod:`tradesignals_dagster.deploy.workloads`) running as the registry says.
 
 ``pipeline_redeploy`` requests a run for exactly the pipelines whose desired state (registry
 entry, config.yaml, schemas, code or image) differs from what runs. ``pipeline_health`` brings
@@ -13,18 +14,19 @@ from typing import Any
 
 import dagster as dg
 
-from tradesignals_dagster.control.inspect import consumer_lag
-from tradesignals_dagster.defs.keys import pipeline_key
+from tradesignals_dagster.defs.keys import workload_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
 from tradesignals_dagster.deploy.health import Health, assess
 from tradesignals_dagster.deploy.runtime import RuntimeStatus
+from tradesignals_dagster.deploy.workloads import workload_keys, workload_lag
 from tradesignals_dagster.errors import TradesignalsError
 
 BACKOFF_BASE_S = 5.0
 BACKOFF_MAX_S = 300.0
 HEALTHY_AFTER_S = 120.0
-PIPELINES = dg.AssetSelection.key_prefixes("pipelines")
+PIPELINES = dg.AssetSelection.key_prefixes("pipelines", "sinks")
+"""Pipelines and table sinks: every workload the runtime supervises."""
 
 
 def _cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
@@ -43,7 +45,7 @@ def redeploy_requests(
     settings = tradesignals.settings()
     runtime = tradesignals.runtime()
     requests, new_cursor = [], {}
-    for key in sorted(app.pipelines):
+    for key in workload_keys(app):
         status = runtime.status(key)
         if status.state in ("stopped", "crashed"):
             continue  # stopped on purpose, or the health sensor's business
@@ -61,7 +63,7 @@ def redeploy_requests(
         requests.append(
             dg.RunRequest(
                 run_key=f"redeploy:{key}:{desired.version}",
-                asset_selection=[pipeline_key(key)],
+                asset_selection=[workload_key(key)],
                 tags={"tradesignals/reason": reason, "tradesignals/pipeline": key},
             )
         )
@@ -78,13 +80,13 @@ def health_requests(
     control = tradesignals.control()
     settings = tradesignals.settings()
     requests, observations, new_cursor = [], [], dict(cursor)
-    for key in sorted(app.pipelines):
+    for key in workload_keys(app):
         status = runtime.status(key)
         health = Health(status.state)
         if status.running:
             lag = None
             with contextlib.suppress(TradesignalsError):
-                lag = consumer_lag(control, app, key)
+                lag = workload_lag(control, app, key)
             metrics = runtime.metrics(key)
             health = assess(status, lag, metrics, settings.stall_after_s)
             observations.append(_observation(key, status, health, lag, metrics))
@@ -104,7 +106,7 @@ def _observation(
     key: str, status: RuntimeStatus, health: Health, lag: int | None, metrics: dict[str, float]
 ) -> dg.AssetObservation:
     return dg.AssetObservation(
-        asset_key=pipeline_key(key),
+        asset_key=workload_key(key),
         metadata={
             "state": health.state,
             "consumer_lag": -1 if lag is None else lag,
@@ -138,7 +140,7 @@ def _restart_request(
         tags["tradesignals/force"] = "true"  # it runs at the desired version: restart it anyway
     return dg.RunRequest(
         run_key=f"health:{key}:{status.started_at}:{attempts}",
-        asset_selection=[pipeline_key(key)],
+        asset_selection=[workload_key(key)],
         tags=tags,
     )
 

@@ -48,7 +48,12 @@ def code_version(pipelines_dir: Path, key: str, image: str | None) -> str:
 
 def desired_state(app: StreamingApplication, key: str, settings: Settings) -> DesiredState:
     """What should run for pipeline ``key`` under ``settings`` (non-secret settings only); for the
-    docker runtime, the container's desired state (:mod:`tradesignals_dagster.deploy.container`)."""
+    docker runtime, the container's desired state (:mod:`tradesignals_dagster.deploy.container`).
+    ``key`` may also be a table sink's ``sink.<table>`` (:mod:`tradesignals_dagster.deploy.workloads`)."""
+    from tradesignals_dagster.deploy.workloads import sink_desired_state, table_of
+
+    if table_of(key) is not None:
+        return sink_desired_state(app, str(table_of(key)), settings)
     if settings.runtime != "process":
         from tradesignals_dagster.deploy.operations import check_runtime
 

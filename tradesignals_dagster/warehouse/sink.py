@@ -47,7 +47,9 @@ log = logging.getLogger("tradesignals.sink")
 
 def sink_key(table: str) -> str:
     """The runtime key of a table's sink (a '.' cannot occur in a pipeline id, so no clash)."""
-    return f"sink.{table}"
+    from tradesignals_dagster.deploy.workloads import sink_runtime_key
+
+    return sink_runtime_key(table)
 
 
 def pending_metadata(first: int, last: int) -> str:
