@@ -6,6 +6,7 @@ import dagster as dg
 
 from tradesignals_dagster.defs.assets import build_assets
 from tradesignals_dagster.defs.checks import build_checks
+from tradesignals_dagster.defs.datasets import build_datasets
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.defs.sensors import pipeline_health, pipeline_redeploy
 from tradesignals_dagster.registry.application import load_app
@@ -21,9 +22,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         pipelines_dir=str(settings.pipelines_dir) if settings.pipelines_explicit else None,
         state_dir=str(settings.state_dir),
     )
+    datasets = build_datasets(app, settings)
     return dg.Definitions(
-        assets=build_assets(app),
-        asset_checks=build_checks(app),
+        assets=[*build_assets(app), *datasets["assets"]],
+        asset_checks=[*build_checks(app), *datasets["asset_checks"]],
+        schedules=datasets["schedules"],
         sensors=[pipeline_redeploy, pipeline_health],
         resources={"tradesignals": resource},
     )
