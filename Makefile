@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STATE ?= .state
 
-.PHONY: install lint typecheck unit integration test bench dev stack-up stack-down clean
+.PHONY: install lint typecheck unit integration e2e test bench dev stack-up stack-down clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,13 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration -q
 
-# Lint, types, then every test; integration tests start their own Kafka broker and schema
-# registry on free loopback ports.
+# The product as its users meet it: `dg` against the project, and the Dagster UI in headless
+# Chromium (/usr/bin/chromium; screenshots in test-results/).
+e2e: install
+	$(BIN)/pytest tests/e2e -q
+
+# Lint, types, then every test; integration and e2e tests start their own Kafka broker and
+# schema registry on free loopback ports, the e2e browser test also `tradesignals dev`.
 test: lint typecheck
 	$(BIN)/pytest tests -q
 
