@@ -8,6 +8,7 @@ from typing import Any
 
 from tradesignals_dagster.cli import command, common_options
 from tradesignals_dagster.control.apply import ControlPlane
+from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
@@ -19,6 +20,11 @@ def add_parsers(sub: Any) -> None:
     stack = sub.add_parser("stack", parents=[common], help="the local Kafka + schema registry")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--kafka-port", type=int, help="broker port (default: a free one)")
+    stack.add_argument(
+        "--brokers",
+        type=int,
+        help="Kafka brokers: 1 (default) or 3 for a production-shaped cluster (RF 3, min ISR 2)",
+    )
     stack.add_argument("--registry-port", type=int, help="schema registry port")
     stack.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -73,7 +79,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
     from tradesignals_dagster.stack.stack import stack_down, stack_status, stack_up
 
     if args.action == "up":
-        info = stack_up(settings, args.kafka_port, args.registry_port)
+        info = stack_up(settings, args.kafka_port, args.registry_port, brokers=args.brokers)
         print(
             json.dumps(info, indent=2)
             if args.json
@@ -92,6 +98,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     status = stack_status(settings)
+    status["replication"] = _replication(settings, status)
     if args.json:
         print(json.dumps(status, indent=2))
     else:
@@ -106,7 +113,29 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             f"  s3: {status['s3']['endpoint'] or 'not started'} {status['object_store_url'] or ''} "
             f"({'ready' if status['s3'].get('ready') else 'down'})"
         )
+        for node in status["kafka"].get("nodes", []):
+            print(f"    broker {node['port']}: {'ready' if node['ready'] else 'down'} (log {node['log']})")
+        for line in status["replication"]:
+            print(f"  {line}")
     return 0 if status["running"] else 1
+
+
+def _replication(settings: Settings, status: dict[str, Any]) -> list[str]:
+    """Topics with partitions under-replicated, below min ISR or offline, when Kafka answers."""
+    from tradesignals_dagster.kafka.admin import KafkaAdmin
+    from tradesignals_dagster.kafka.replication import replication_health
+
+    nodes = status["kafka"].get("nodes") or [status["kafka"]]
+    if not any(n.get("ready") for n in nodes):
+        return []
+    try:
+        health = replication_health(KafkaAdmin(settings.kafka_config(), timeout_s=5.0))
+    except TradesignalsError as exc:
+        return [f"replication: unknown ({exc})"]
+    bad = [h.summary() for h in health.values() if h.under_replicated or not h.writable]
+    if not bad:
+        return [f"replication: {len(health)} topic(s), every partition fully in sync"]
+    return [f"replication: {len(bad)} of {len(health)} topic(s) degraded", *(f"  {b}" for b in bad)]
 
 
 def _plan(args: argparse.Namespace, settings: Settings) -> Any:

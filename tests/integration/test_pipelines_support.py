@@ -84,6 +84,7 @@ def write_env(
     bars_config: dict[str, Any] | None = None,
     delivery: str = "at_least_once",
     apply: bool = True,
+    replication: tuple[int, int] = (1, 1),
 ) -> PipelineEnv:
     """Write, load and apply a registry with an ingest and a bars pipeline."""
     prefix = f"pt{uuid.uuid4().hex[:10]}"
@@ -93,8 +94,8 @@ def write_env(
     def topic(schema: str) -> dict[str, Any]:
         return {
             "num_partitions": partitions,
-            "replication_factor": 1,
-            "min_insync_replicas": 1,
+            "replication_factor": replication[0],
+            "min_insync_replicas": replication[1],
             "retention_ms": 86_400_000,
             "value_schema_id": schema,
         }

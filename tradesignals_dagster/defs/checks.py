@@ -7,6 +7,7 @@ from tradesignals_dagster.defs.keys import pipeline_key, schema_key, topic_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.health import assess
 from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.kafka.replication import replication_health
 from tradesignals_dagster.registry.models import StreamingApplication
 
 DEFAULT_MAX_LAG = 10_000
@@ -34,6 +35,37 @@ def _topic_check(topic_id: str) -> dg.AssetChecksDefinition:
     )
     def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
         return drift(tradesignals, topics={topic_id})
+
+    return _check
+
+
+def _replication_check(topic_id: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=topic_key(topic_id),
+        name="in_sync_replicas",
+        description="Every partition has a leader and at least min.insync.replicas in-sync replicas "
+        "(otherwise producers with acks=all are refused); under-replication is reported.",
+    )
+    def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
+        try:
+            found = replication_health(tradesignals.control().admin, {topic_id}).get(topic_id)
+        except TradesignalsError as exc:
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+        if found is None:
+            return dg.AssetCheckResult(passed=False, metadata={"error": f"topic {topic_id} does not exist"})
+        return dg.AssetCheckResult(
+            passed=found.writable,
+            severity=dg.AssetCheckSeverity.ERROR if found.offline else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "summary": found.summary(),
+                "min_isr": found.min_isr,
+                "smallest_isr": found.smallest_isr,
+                "under_replicated_partitions": len(found.under_replicated),
+                "below_min_isr_partitions": len(found.below_min_isr),
+                "offline_partitions": len(found.offline),
+                "live_brokers": found.live_brokers,
+            },
+        )
 
     return _check
 
@@ -83,9 +115,11 @@ def _pipeline_check(app: StreamingApplication, key: str) -> dg.AssetChecksDefini
 
 
 def build_checks(app: StreamingApplication) -> list[dg.AssetChecksDefinition]:
-    """One drift check per topic and schema, one health check per pipeline."""
+    """One drift check per topic and schema, one replication check per topic, one health check
+    per pipeline."""
     return (
         [_schema_check(app.subjects[t]) for t in sorted(app.schemas)]
         + [_topic_check(t) for t in sorted(app.topics)]
+        + [_replication_check(t) for t in sorted(app.topics)]
         + [_pipeline_check(app, k) for k in sorted(app.pipelines)]
     )

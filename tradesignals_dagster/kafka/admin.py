@@ -112,6 +112,10 @@ class KafkaAdmin:
         finally:
             self._drain_logs()
 
+    def metadata(self) -> Any:
+        """The cluster's metadata (brokers, topics, partitions with leader, replicas and ISR)."""
+        return self._metadata()
+
     def describe(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Partitions, replication factor and explicitly set configs of existing topics."""
         meta = self._metadata()

@@ -74,16 +74,27 @@ def new_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
-    """The ``server.properties`` of a single-node combined-mode broker on 127.0.0.1.
+def server_properties(
+    port: int, controller_port: int, data_dir: Path, *, node_id: int = 1, voters: str | None = None
+) -> str:
+    """The ``server.properties`` of a combined-mode (broker and controller) node on 127.0.0.1.
 
-    Replication factors are 1 because there is one node; automatic topic creation is off so
+    Alone (``voters`` None) its internal topics have replication factor 1; in a cluster of
+    three the voters list names every node's controller and the internal topics (offsets,
+    transactions) get replication factor 3 with min ISR 2, as in production, so losing one
+    broker loses no committed offset or transaction state. Automatic topic creation is off so
     that the registry, not a typo in a producer, decides which topics exist.
     """
+    size = voters.count("@") if voters else 1
+    rf, isr = ("3", "2") if size >= 3 else ("1", "1")
+    cluster = (
+        # a dead follower leaves the ISR after 10 s instead of 30 s: drills and operators see it sooner
+        {"replica.lag.time.max.ms": "10000"} if size >= 3 else {}
+    )
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{LOCALHOST}:{controller_port}",
+        "node.id": str(node_id),
+        "controller.quorum.voters": voters or f"{node_id}@{LOCALHOST}:{controller_port}",
         "listeners": f"PLAINTEXT://{LOCALHOST}:{port},CONTROLLER://{LOCALHOST}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{LOCALHOST}:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -91,19 +102,20 @@ def server_properties(port: int, controller_port: int, data_dir: Path) -> str:
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data_dir),
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
+        "default.replication.factor": rf,
+        "min.insync.replicas": isr,
+        "offsets.topic.replication.factor": rf,
         "offsets.topic.num.partitions": "8",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": isr,
         "transaction.state.log.num.partitions": "8",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": isr,
         "auto.create.topics.enable": "false",
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "2",
         "num.io.threads": "4",
+        **cluster,
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
@@ -126,8 +138,15 @@ class KafkaBroker(LocalService):
         heap: str = DEFAULT_HEAP,
         java: str = "java",
         mvn: str = "mvn",
+        node_id: int = 1,
+        voters: str | None = None,
+        cluster_id: str | None = None,
+        subdir: str = "kafka",
     ) -> None:
-        self.home = Path(state_dir).resolve() / "kafka"
+        self.node_id = node_id
+        self.voters = voters
+        self.cluster_id = cluster_id
+        self.home = Path(state_dir).resolve() / subdir
         self.data_dir = self.home / "data"
         self.config_path = self.home / "server.properties"
         self.log4j_path = self.home / "log4j2.properties"
@@ -214,9 +233,8 @@ class KafkaBroker(LocalService):
         if (self.data_dir / "meta.properties").is_file():
             return
         args = ["format", "--config", str(self.config_path), "--ignore-formatted"]
-        cmd = self._java_command(
-            java, storage_tool_class(self.jar_dir), *args, f"--cluster-id={new_cluster_id()}"
-        )
+        cluster_id = self.cluster_id or new_cluster_id()
+        cmd = self._java_command(java, storage_tool_class(self.jar_dir), *args, f"--cluster-id={cluster_id}")
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False)
         if proc.returncode != 0:
             raise BrokerStartError(
@@ -224,11 +242,12 @@ class KafkaBroker(LocalService):
                 f"(exit {proc.returncode}):\n{last_lines(proc.stdout + proc.stderr)}"
             )
 
-    def start(self, timeout: float = 60.0) -> dict[str, Any]:
+    def start(self, timeout: float = 60.0, *, wait: bool = True) -> dict[str, Any]:
         """Start the broker (or find it running) and wait until it answers metadata.
 
         Idempotent: a broker of this instance that is already running is waited for and
-        reported, not started twice. Returns :meth:`status`.
+        reported, not started twice. Returns :meth:`status`. ``wait=False`` returns once the
+        process is launched: a node of a cluster answers only when a quorum of its peers runs.
         """
         running = self.pid
         if running is not None:
@@ -241,7 +260,7 @@ class KafkaBroker(LocalService):
                         f"The broker under {self.home} already runs (pid {running}) on port "
                         f"{actual}, not {wanted}; stop it first to change ports."
                     )
-            if not wait_until(self.is_ready, timeout, interval=0.5, pid=running):
+            if wait and not wait_until(self.is_ready, timeout, interval=0.5, pid=running):
                 raise BrokerStartError(
                     f"The broker under {self.home} (pid {running}) runs but does not answer on "
                     f"{LOCALHOST}:{self.port}. Log {self.log_path}:\n{tail(self.log_path)}"
@@ -252,7 +271,9 @@ class KafkaBroker(LocalService):
         resolve_jars(self.jar_dir, mvn=self.mvn)
         port, controller_port = self._choose_ports()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(server_properties(port, controller_port, self.data_dir))
+        self.config_path.write_text(
+            server_properties(port, controller_port, self.data_dir, node_id=self.node_id, voters=self.voters)
+        )
         self.log4j_path.write_text(_LOG4J2)
         self._format(java)
         if self.log_path.exists():
@@ -266,6 +287,14 @@ class KafkaBroker(LocalService):
         state: dict[str, Any] = {"pid": pid, "port": port, "controller_port": controller_port}
         state |= {"version": KAFKA_VERSION, "jar_dir": str(self.jar_dir)}
         write_json(self.state_path, state)
+        if not wait:
+            return self.status()
+        return self.wait_ready(pid, started, timeout)
+
+    def wait_ready(self, pid: int, started: float, timeout: float) -> dict[str, Any]:
+        """Wait until the launched process ``pid`` answers; stop it and explain if it does not."""
+        port = self.port
+        state = self._state()
         if not wait_until(self.is_ready, timeout, interval=0.25, pid=pid):
             died = not stop_pid(pid, timeout=10.0)
             log = tail(self.log_path)

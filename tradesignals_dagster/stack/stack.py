@@ -22,6 +22,7 @@ from tradesignals_dagster.stack.clickhouse import ClickHouseEndpointService
 from tradesignals_dagster.stack.errors import PortInUseError, RegistryStartError, StackError
 from tradesignals_dagster.stack.jars import shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
+from tradesignals_dagster.stack.kafka_cluster import KafkaCluster, kafka_service
 from tradesignals_dagster.stack.process import (
     LOCALHOST,
     file_lock,
@@ -163,7 +164,7 @@ def _stack_info(
         "clickhouse_url": clickhouse["url"],
         "state_dir": str(state_dir),
         "kafka": {k: kafka[k] for k in ("pid", "port", "controller_port", "version", "log")}
-        | {"data_dir": kafka["data_dir"]},
+        | {"data_dir": kafka["data_dir"], "brokers": kafka.get("brokers", 1)},
         "schema_registry": {k: registry[k] for k in ("pid", "port", "url", "log", "db")},
         "clickhouse": {k: clickhouse[k] for k in ("pid", "port", "url", "log", "data_dir")},
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -172,7 +173,7 @@ def _stack_info(
 
 def _answers(
     info: dict[str, Any],
-    broker: KafkaBroker,
+    broker: KafkaBroker | KafkaCluster,
     registry: SchemaRegistryService,
     clickhouse: ClickHouseEndpointService,
 ) -> bool:
@@ -189,7 +190,7 @@ def _answers(
         and broker.pid == kafka.get("pid")
         and registry.pid is not None
         and registry.pid == reg.get("pid")
-        and info.get("bootstrap_servers") == f"{LOCALHOST}:{broker.port}"
+        and info.get("bootstrap_servers") == broker.bootstrap_servers
         and info.get("schema_registry_url") == registry.url
         and broker.is_ready()
         and registry.is_ready()
@@ -204,6 +205,7 @@ def stack_up(
     jar_dir: Path | None = None,
     timeout: float = 60.0,
     clickhouse_port: int | None = None,
+    brokers: int | None = None,
 ) -> dict[str, Any]:
     """Start the local Kafka broker, schema registry and ClickHouse endpoint; record them in
     ``stack.json``.
@@ -216,7 +218,7 @@ def stack_up(
     """
     state_dir = Path(settings.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    broker = KafkaBroker(state_dir, port=kafka_port, jar_dir=_jar_dir(jar_dir))
+    broker = kafka_service(state_dir, brokers, port=kafka_port, jar_dir=_jar_dir(jar_dir))
     registry = SchemaRegistryService(state_dir, port=registry_port)
     password = settings.clickhouse_password
     clickhouse = ClickHouseEndpointService(
@@ -274,7 +276,7 @@ def stack_down(settings: Settings, timeout: float = 20.0) -> dict[str, bool]:
             "clickhouse": ClickHouseEndpointService(state_dir).stop(timeout=timeout),
             "schema_registry": SchemaRegistryService(state_dir).stop(timeout=timeout),
             "s3": S3ProxyService(state_dir).stop(timeout=timeout),
-            "kafka": KafkaBroker(state_dir).stop(timeout=timeout),
+            "kafka": any([KafkaBroker(state_dir).stop(timeout=timeout), KafkaCluster.stop_any(state_dir)]),
         }
         _stack_file(settings).unlink(missing_ok=True)
         return stopped
@@ -283,7 +285,7 @@ def stack_down(settings: Settings, timeout: float = 20.0) -> dict[str, bool]:
 def stack_status(settings: Settings) -> dict[str, Any]:
     """Whether the local broker and schema registry run and answer, with their details."""
     state_dir = Path(settings.state_dir).resolve()
-    kafka = KafkaBroker(state_dir).status()
+    kafka = kafka_service(state_dir).status()
     registry = SchemaRegistryService(state_dir).status()
     clickhouse = ClickHouseEndpointService(state_dir).status()
     s3 = S3ProxyService(state_dir).status()

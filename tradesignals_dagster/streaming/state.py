@@ -97,9 +97,7 @@ class StateStore:
                 )
             remaining: dict[int, int] = {}
             for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=self.timeout_s
-                )
+                low, high = self._watermarks(consumer, p)
                 if high > low:
                     remaining[p] = high
             latest: dict[bytes | None, bytes | None] = {}
@@ -120,6 +118,8 @@ class StateStore:
                         if err.code() == KafkaError._PARTITION_EOF:
                             remaining.pop(part, None)
                             continue
+                        if _transient(err):
+                            continue  # a broker just died: leadership moves, the read carries on
                         raise StateRestoreError(f"state topic {self.topic}: {err}")
                     latest[msg.key()] = msg.value()
                     end = remaining.get(part)
@@ -131,6 +131,22 @@ class StateStore:
         finally:
             consumer.close()
 
+    def _watermarks(self, consumer: Consumer, partition: int) -> tuple[int, int]:
+        """Low and high watermark of a state partition, asked again while a broker failure
+        moves its leadership (until the restore deadline)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, partition), timeout=self.timeout_s
+                )
+                return int(low), int(high)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if not isinstance(err, KafkaError) or not _transient(err) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     @staticmethod
     def changed(processor: StatefulProcessor) -> tuple[list[bytes | None], list[bytes | None]]:
         """Keys and JSON values of the snapshots of the keys ``processor`` changed."""
@@ -141,3 +157,19 @@ class StateStore:
             keys.append(symbol.encode())
             values.append(None if snap is None else json.dumps(snap, separators=(",", ":")).encode())
         return keys, values
+
+
+_TRANSIENT_CODES = {
+    KafkaError._DESTROY_BROKER,
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+}
+
+
+def _transient(err: KafkaError) -> bool:
+    """Errors a broker failure causes for a while: worth asking again, not a broken state."""
+    return bool(err.retriable()) or err.code() in _TRANSIENT_CODES
