@@ -8,7 +8,7 @@ import sys
 
 from bench.common import Result, save, table
 
-GROUPS = ["registry", "definitions", "streaming", "clickhouse_endpoint"]
+GROUPS = ["registry", "definitions", "streaming", "clickhouse_endpoint", "dataset_export"]
 
 
 def main() -> int:

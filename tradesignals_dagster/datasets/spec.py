@@ -85,9 +85,10 @@ class DatasetSpec:
         return self.dataset.key
 
     def sort_by(self) -> list[str]:
-        """The declared order, then every other column, so ties are ordered the same every run."""
-        first = list(self.dataset.sort_by or [self.event_time])
-        return first + [c for c in self.columns if c not in first]
+        """The declared order (the event time by default). Not extended to every column: rows
+        equal on it may come in another order on a re-export (same rows, same file names), and
+        sorting 5 M rows on all 12 columns cost ~65% more time than on (symbol, timestamp)."""
+        return list(self.dataset.sort_by or [self.event_time])
 
     def last_day(self, now: datetime | None = None) -> date:
         """The last day that may be exported: ``end_date``, else today (UTC)."""
