@@ -9,6 +9,7 @@ from tradesignals_dagster.defs.checks import build_checks
 from tradesignals_dagster.defs.datasets import build_datasets
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.defs.sensors import pipeline_health, pipeline_redeploy
+from tradesignals_dagster.defs.warehouse import build_warehouse
 from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.settings import Settings
 
@@ -23,10 +24,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         state_dir=str(settings.state_dir),
     )
     datasets = build_datasets(app, settings)
+    warehouse = build_warehouse(app)
     return dg.Definitions(
-        assets=[*build_assets(app), *datasets["assets"]],
-        asset_checks=[*build_checks(app), *datasets["asset_checks"]],
+        assets=[*build_assets(app), *warehouse["assets"], *datasets["assets"]],
+        asset_checks=[*build_checks(app), *warehouse["asset_checks"], *datasets["asset_checks"]],
         schedules=datasets["schedules"],
-        sensors=[pipeline_redeploy, pipeline_health],
+        sensors=[pipeline_redeploy, pipeline_health, *warehouse["sensors"]],
         resources={"tradesignals": resource},
     )

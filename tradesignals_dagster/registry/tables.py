@@ -112,6 +112,14 @@ class StreamingTable(_Model):
         "defaults to 'timestamp' or the schema's first timestamp field.",
     )
     ttl_days: int | None = Field(None, ge=1, le=36_500, description="Drop rows older than this many days.")
+    freshness_s: float = Field(
+        900.0,
+        gt=0,
+        le=30 * 86_400,
+        allow_inf_nan=False,
+        description="The table's freshness check fails when its newest event_time is older than this "
+        "many seconds.",
+    )
     low_cardinality: list[str] | None = Field(
         None,
         description="String fields stored as LowCardinality(String); unset: symbol-like fields "
