@@ -74,14 +74,28 @@ def test_custom_input_from_a_module_in_the_pipeline_dir(tmp_path: Path) -> None:
     [
         ("feed.py", "Missing", "has no class 'Missing'"),
         ("feed.py", "NotAnInput", "must subclass"),
-        ("no_such_module_xyz", "X", "cannot import"),
+        ("no_such_module_xyz", "X", "no such module in"),
     ],
 )
 def test_custom_input_errors(tmp_path: Path, module: str, cls: str, message: str) -> None:
     (tmp_path / "feed.py").write_text(CUSTOM)
     spec = StreamingPipelineInput(type="custom", module_path=module, class_name=cls)
     ctx = ctx_for(spec, tmp_path)
-    with pytest.raises(InputError, match=message):
+    with pytest.raises((InputError, PipelineConfigError), match=message):
+        build_input(ctx.pipeline, ctx)
+
+
+@pytest.mark.parametrize("module", ["../outside.py", "/tmp/outside.py", "linked.py", "os"])
+def test_custom_input_code_outside_the_pipeline_directory_is_refused(tmp_path: Path, module: str) -> None:
+    folder = tmp_path / "pipelines" / "p"
+    folder.mkdir(parents=True)
+    outside = tmp_path / "pipelines" / "outside.py"
+    outside.write_text(CUSTOM)
+    (folder / "linked.py").symlink_to(outside)
+    # model_construct: the runtime must refuse even what validation would have caught
+    spec = StreamingPipelineInput.model_construct(type="custom", module_path=module, class_name="Feed")
+    ctx = ctx_for(spec, folder)
+    with pytest.raises(PipelineConfigError, match="module_path"):
         build_input(ctx.pipeline, ctx)
 
 

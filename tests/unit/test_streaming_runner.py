@@ -55,7 +55,7 @@ def test_bad_settings_are_config_errors(project_copy: tuple[Path, Path]) -> None
         PipelineRunner(app, "option_trade_volume_bars", settings, overrides={"bar_volume": 0})
     with pytest.raises(PipelineConfigError, match="batch_size"):
         PipelineRunner(app, "option_trade_volume_bars", settings, overrides={"runtime.batch_size": -1})
-    with pytest.raises(PipelineConfigError, match="does not fit the processor"):
+    with pytest.raises(PipelineConfigError, match="do not fit pipeline option_trade_volume_bars's processor"):
         replay_file(
             app, "option_trade_volume_bars", "in.csv", "out.csv", {"bogus": 1}, pipelines_dir=pipelines
         )

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tradesignals_dagster.streaming.confine import confined_file, pipeline_folder
 from tradesignals_dagster.streaming.errors import PipelineConfigError
 from tradesignals_dagster.streaming.processors.base import ProcessorFactory
 
@@ -122,12 +123,14 @@ def load_factory(pipelines_dir: Path, pipeline_key: str) -> ProcessorFactory:
     The module is imported, not run: app.py files call ``main`` under
     ``if __name__ == "__main__"``.
     """
-    app_py = pipelines_dir / pipeline_key / "app.py"
-    if not app_py.is_file():
+    folder = pipeline_folder(pipelines_dir, pipeline_key)
+    found = confined_file(folder / "app.py", folder, "app.py")
+    if found is None:
         from tradesignals_dagster.streaming.processors import passthrough
 
         return passthrough.build
     name = f"tradesignals_pipeline_app_{pipeline_key}"
+    app_py = found
     spec = importlib.util.spec_from_file_location(name, app_py)
     if spec is None or spec.loader is None:
         raise PipelineConfigError(f"cannot load {app_py}")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from tradesignals_dagster.registry.models import StreamingPipeline, StreamingPipelineInput
+from tradesignals_dagster.streaming.confine import custom_module_file
 from tradesignals_dagster.streaming.errors import InputError, PipelineConfigError, RecordError
 from tradesignals_dagster.streaming.files import BadRow, read_rows
 from tradesignals_dagster.streaming.records import to_epoch
@@ -229,23 +230,19 @@ def resolve_path(path: str, base_dir: Path) -> Path:
 def load_input_class(module_path: str, class_name: str, base_dir: Path) -> type[PipelineInput]:
     """The ``PipelineInput`` subclass ``class_name`` of ``module_path``.
 
-    ``module_path`` is a dotted module name (importable from the environment or the pipeline's
-    directory) or a path to a ``.py`` file (relative to the pipeline's directory).
+    ``module_path`` is a dotted module name or a relative ``.py`` path, both resolved only
+    inside the pipeline's directory ``base_dir`` (see :mod:`.confine`): a custom input cannot
+    load code from anywhere else on the machine.
     """
+    file = custom_module_file(module_path, base_dir)
     try:
-        if module_path.endswith(".py") or "/" in module_path:
-            file = resolve_path(module_path, base_dir)
-            name = f"tradesignals_custom_input_{abs(hash(str(file)))}"
-            spec = importlib.util.spec_from_file_location(name, file)
-            if spec is None or spec.loader is None:
-                raise InputError(f"cannot load custom input module from {file}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            if str(base_dir) not in sys.path:
-                sys.path.insert(0, str(base_dir))
-            module = importlib.import_module(module_path)
+        name = f"tradesignals_custom_input_{abs(hash(str(file)))}"
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise InputError(f"cannot load custom input module from {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
     except InputError:
         raise
     except Exception as exc:
