@@ -58,6 +58,9 @@ def add_parsers(sub: Any) -> None:
     from tradesignals_dagster.cli_datasets import add_dataset_parsers
 
     add_dataset_parsers(sub)
+    from tradesignals_dagster.cli_images import add_image_parsers
+
+    add_image_parsers(sub)
 
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         description="Base image of pipeline images (needs python3.11 with venv); the default is made "
         "locally with debootstrap when missing, any other is pulled when missing.",
     )
+    image_source: Path | None = Field(
+        None,
+        description="Project checkout pipeline images are built from (pyproject.toml at its root); "
+        "default: the checkout this package is installed from.",
+    )
     stall_after_s: float = Field(
         60.0,
         gt=0,

@@ -41,9 +41,11 @@ from tradesignals_dagster.settings import Settings
 
 Progress = Callable[[str], None]
 HERE = Path(__file__).resolve().parent
+DEPS_RECIPE = HERE / "Dockerfile.deps"
 RUNTIME_RECIPE = HERE / "Dockerfile.runtime"
 PIPELINE_RECIPE = HERE / "Dockerfile.pipeline"
 RUNTIME_REPOSITORY = "tradesignals-runtime"
+DEPS_REPOSITORY = "tradesignals-deps"
 DEFAULT_BASE_IMAGE = "tradesignals-base:bookworm"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
@@ -61,9 +63,10 @@ def cache_root() -> Path:
     return Path(root).expanduser()
 
 
-def project_root() -> Path:
-    """The project's source tree (pyproject.toml beside the package); images are built from it."""
-    root = HERE.parent.parent
+def project_root(settings: Settings | None = None) -> Path:
+    """The project's source tree images are built from: ``settings.image_source``, else the
+    checkout this package is installed from (pyproject.toml beside the package)."""
+    root = (settings.image_source if settings is not None else None) or HERE.parent.parent
     if not (root / "pyproject.toml").is_file():
         raise ImageBuildError(
             f"images are built from the project's source, but {root} has no pyproject.toml "
@@ -106,14 +109,22 @@ def source_digest(root: Path) -> str:
     )
 
 
-def runtime_image_ref(base_image: str, root: Path | None = None) -> str:
-    """``tradesignals-runtime:<tag>`` for this recipe, base, dependency lock and source."""
-    root = root or project_root()
+def deps_image_ref(base_image: str, root: Path) -> str:
+    """``tradesignals-deps:<tag>`` for this recipe, base image and dependency lock."""
     _, lock = dependency_lock(root)
-    tag = _digest(
-        [RUNTIME_RECIPE.read_bytes(), base_image.encode(), lock.encode(), source_digest(root).encode()]
-    )
-    return f"{RUNTIME_REPOSITORY}:{tag[:16]}"
+    return f"{DEPS_REPOSITORY}:{_digest([DEPS_RECIPE.read_bytes(), base_image.encode(), lock.encode()])[:16]}"
+
+
+def runtime_image_ref(base_image: str, root: Path | None = None) -> str:
+    """``tradesignals-runtime:<tag>`` for this recipe, the dependency image and the source
+    (``root``; default the checkout this package is installed from)."""
+    root = root or project_root()
+    parts = [
+        RUNTIME_RECIPE.read_bytes(),
+        deps_image_ref(base_image, root).encode(),
+        source_digest(root).encode(),
+    ]
+    return f"{RUNTIME_REPOSITORY}:{_digest(parts)[:16]}"
 
 
 def pipeline_recipe(pipelines_dir: Path, key: str) -> Path:
@@ -136,7 +147,7 @@ def pipeline_image_ref(app: StreamingApplication, key: str, settings: Settings) 
     """``<repository>:<tag>``, the tag a digest of the runtime image and the pipeline's code."""
     folder = settings.pipelines_dir / key
     parts = [
-        runtime_image_ref(settings.base_image).encode(),
+        runtime_image_ref(settings.base_image, project_root(settings)).encode(),
         pipeline_recipe(settings.pipelines_dir, key).read_bytes(),
     ]
     if folder.is_dir():
@@ -166,16 +177,16 @@ def _run(argv: list[str], what: str, progress: Progress, cwd: Path | None = None
         raise ImageBuildError(f"{what} failed (exit {proc.returncode}); last lines:\n" + "\n".join(tail))
 
 
-def wheelhouse(root: Path, cache: Path, progress: Progress = _quiet) -> tuple[Path, Path]:
-    """Wheels of the dependencies (cached by the lock hash) and of the project (by source hash).
+def _pip() -> list[str]:
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check"]
 
-    The dependency wheels are made with the host's pip (this is the only step that reads a
-    package index); the project wheel is then built with ``--no-index`` from that wheelhouse,
-    from a copy of the source so the checkout is not touched.
-    """
+
+def dependency_wheels(root: Path, cache: Path, progress: Progress = _quiet) -> Path:
+    """Wheels of the dependencies, cached by the lock hash: made with the host's pip, the only
+    step that reads a package index (an image build never does)."""
     deps, lock = dependency_lock(root)
     deps_dir = cache / "wheelhouse" / f"deps-{lock[:16]}"
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    pip = _pip()
     if not (deps_dir / "requirements.txt").is_file():
         progress(f"making the dependency wheelhouse {deps_dir} (pip wheel; once per dependency change)")
         with _scratch("ts-wheels-") as tmp:
@@ -185,6 +196,14 @@ def wheelhouse(root: Path, cache: Path, progress: Progress = _quiet) -> tuple[Pa
             deps_dir.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(deps_dir, ignore_errors=True)
             shutil.move(str(out), deps_dir)
+    return deps_dir
+
+
+def project_wheel(root: Path, cache: Path, progress: Progress = _quiet) -> Path:
+    """The project's wheel, cached by the source hash; built with ``--no-index`` (setuptools from
+    the dependency wheelhouse) from a copy of the source, so the checkout is not touched."""
+    deps_dir = dependency_wheels(root, cache, progress)
+    pip = _pip()
     project_dir = cache / "wheelhouse" / f"project-{source_digest(root)[:16]}"
     if not any(project_dir.glob("*.whl")):
         progress(f"building the project wheel {project_dir}")
@@ -215,7 +234,7 @@ def wheelhouse(root: Path, cache: Path, progress: Progress = _quiet) -> tuple[Pa
             project_dir.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(project_dir, ignore_errors=True)
             shutil.move(str(out), project_dir)
-    return deps_dir, project_dir
+    return project_dir
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -346,23 +365,39 @@ def _debootstrap_base(client: Any, ref: str, cache: Path, progress: Progress) ->
     return found
 
 
+def build_deps_image(client: Any, settings: Settings, progress: Progress = _quiet) -> BuildResult:
+    """The dependency image, built (base, wheelhouse, ``docker build``) only when missing."""
+    root = project_root(settings)
+    ref = deps_image_ref(settings.base_image, root)
+    found = image_exists(client, ref)
+    if found:
+        return BuildResult(ref, False, 0.0, found)
+    started = time.monotonic()
+    ensure_base_image(client, settings.base_image, cache_root(), progress)
+    deps_dir = dependency_wheels(root, cache_root(), progress)
+    progress(f"building {ref} from {settings.base_image}")
+    with _scratch("ts-deps-ctx-") as ctx:
+        _link_tree(deps_dir, ctx / "wheels" / "deps")
+        shutil.copy2(DEPS_RECIPE, ctx / "Dockerfile")
+        image_id = docker_build(client, ctx, "Dockerfile", ref, {"BASE_IMAGE": settings.base_image}, progress)
+    return BuildResult(ref, True, round(time.monotonic() - started, 3), image_id)
+
+
 def build_runtime_image(client: Any, settings: Settings, progress: Progress = _quiet) -> BuildResult:
-    """The shared runtime image, built (base, wheelhouse, ``docker build``) only when missing."""
-    root = project_root()
+    """The shared runtime image (dependency image + the project wheel), built only when missing."""
+    root = project_root(settings)
     ref = runtime_image_ref(settings.base_image, root)
     found = image_exists(client, ref)
     if found:
         return BuildResult(ref, False, 0.0, found)
     started = time.monotonic()
-    cache = cache_root()
-    ensure_base_image(client, settings.base_image, cache, progress)
-    deps_dir, project_dir = wheelhouse(root, cache, progress)
-    progress(f"building {ref} from {settings.base_image}")
+    deps = build_deps_image(client, settings, progress)
+    project_dir = project_wheel(root, cache_root(), progress)
+    progress(f"building {ref} from {deps.ref}")
     with _scratch("ts-runtime-ctx-") as ctx:
-        _link_tree(deps_dir, ctx / "wheels" / "deps")
         _link_tree(project_dir, ctx / "wheels" / "project")
         shutil.copy2(RUNTIME_RECIPE, ctx / "Dockerfile")
-        image_id = docker_build(client, ctx, "Dockerfile", ref, {"BASE_IMAGE": settings.base_image}, progress)
+        image_id = docker_build(client, ctx, "Dockerfile", ref, {"DEPS_IMAGE": deps.ref}, progress)
     return BuildResult(ref, True, round(time.monotonic() - started, 3), image_id)
 
 
