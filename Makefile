@@ -52,6 +52,13 @@ stack-down: install
 dev: install
 	$(BIN)/tradesignals dev
 
+# Pipeline images for the docker runtime (starts the private Docker engine if needed).
+images: install
+	eval "$$(scripts/dockerd.sh)" && $(BIN)/tradesignals images build
+
+dockerd:
+	@scripts/dockerd.sh
+
 clean:
 	-$(BIN)/tradesignals stack down
 	rm -rf $(STATE) build *.egg-info
