@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
 
+from tradesignals_dagster.datasets.errors import DatasetError
 from tradesignals_dagster.datasets.spec import DatasetSpec
 from tradesignals_dagster.datasets.store import ObjectStore
 
@@ -133,12 +134,23 @@ def _row_groups(batches: Iterable[pa.RecordBatch], schema: pa.Schema, rows: int)
         count += batch.num_rows
         while count >= rows:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows).select(schema.names).cast(schema)
+            yield _cast(table.slice(0, rows), schema)
             rest = table.slice(rows)
             pending = rest.to_batches() if rest.num_rows else []
             count = rest.num_rows
     if count:
-        yield pa.Table.from_batches(pending).select(schema.names).cast(schema)
+        yield _cast(pa.Table.from_batches(pending), schema)
+
+
+def _cast(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in the registry's column order and types, or a DatasetError saying why not
+    (a null in a non-nullable column, a value that does not fit a decimal, a missing column)."""
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, ValueError, KeyError) as exc:
+        raise DatasetError(
+            f"The table's rows do not fit the dataset's schema from the registry: {exc}"
+        ) from exc
 
 
 class _Writer:
