@@ -30,6 +30,7 @@ from tradesignals_dagster.defs.keys import (
 )
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.operations import deploy_pipeline
+from tradesignals_dagster.deploy.runtime import RuntimeStatus
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.redact import redact_url
 from tradesignals_dagster.registry.models import StreamingApplication
@@ -177,6 +178,21 @@ def _topic_asset(app: StreamingApplication, topic_id: str) -> dg.AssetsDefinitio
     return _topic
 
 
+def container_metadata(status: RuntimeStatus) -> dict[str, Any]:
+    """Image, image digest (content tag), container ids and replicas of a pipeline run by the
+    docker runtime; nothing for processes. Never a secret: these come from container labels."""
+    if status.runtime != "docker":
+        return {}
+    image = status.extra.get("image", "")
+    return {
+        "image": image,
+        "image_digest": image.rsplit(":", 1)[-1] if ":" in image else "",
+        "container_id": status.runtime_id or "",
+        "containers": status.extra.get("containers", ""),
+        "replicas": status.extra.get("replicas", ""),
+    }
+
+
 def _pipeline_asset(app: StreamingApplication, key: str) -> dg.AssetsDefinition:
     pipe = app.pipelines[key]
     if pipe.input.type == "kafka" and pipe.input.kafka_topic_id:
@@ -223,6 +239,7 @@ def _pipeline_asset(app: StreamingApplication, key: str) -> dg.AssetsDefinition:
                 "version": desired.version,
                 "started_at": dg.MetadataValue.timestamp(status.started_at) if status.started_at else "",
                 "restarts": status.restarts,
+                **container_metadata(status),
             },
             data_version=dg.DataVersion(desired.version),
         )
