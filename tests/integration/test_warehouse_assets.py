@@ -118,7 +118,7 @@ def test_materializing_deploys_the_sink_and_checks_hold(stack: LocalStack, env: 
         assert first.success, [e.message for e in first.all_events if e.is_failure]
         time.sleep(2)  # past the sink's start-up: it must still run
         assert runtime.status("sink.bars").running, runtime.logs("sink.bars", 40)
-        table_md = first.asset_materializations_for_node("clickhouse__bars")[0].metadata
+        table_md = first.asset_materializations_for_node("clickhouse__bars_table")[0].metadata
         assert table_md["rows"].value == 0
         assert _checks(first)["fresh"].passed is False  # an empty table is not fresh
 
@@ -138,7 +138,7 @@ def test_materializing_deploys_the_sink_and_checks_hold(stack: LocalStack, env: 
 
         second = job.execute_in_process(asset_selection=[table_key("bars")], raise_on_error=False)
         assert second.success
-        md = second.asset_materializations_for_node("clickhouse__bars")[0].metadata
+        md = second.asset_materializations_for_node("clickhouse__bars_table")[0].metadata
         assert md["rows"].value == 3_000 and md["bytes_on_disk"].value > 0
         assert md["sink_lag"].value == 0
         checks = _checks(second)

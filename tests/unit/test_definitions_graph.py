@@ -39,6 +39,18 @@ def graph_of(defs: dg.Definitions) -> dict[str, Any]:
     }
 
 
+# Key prefix -> the group by role its assets are in.
+ROLE_GROUPS = {
+    "feeds": "feeds",
+    "pipelines": "pipelines",
+    "schemas": "schemas",
+    "kafka": "topics",
+    "sinks": "warehouse",
+    "clickhouse": "warehouse",
+    "datasets": "datasets",
+}
+
+
 def flagship_defs(tmp_path: Path) -> dg.Definitions:
     return build_definitions(
         Settings(registry=ROOT / "registry", pipelines_dir=ROOT / "pipelines", state_dir=tmp_path)
@@ -110,10 +122,9 @@ def test_every_asset_has_a_role_group_a_description_and_a_kind(tmp_path: Path) -
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.group_name in GROUPS, (key, node.group_name)
-        assert node.group_name == {"schemas": "schemas", "kafka": "topics"}.get(key.path[0], key.path[0])
+        assert node.group_name == ROLE_GROUPS[key.path[0]], key
         assert node.description and node.description.strip(), key
         assert node.kinds, key
-        assert node.tags.get("tradesignals/app") == "tradesignals", key
 
 
 def test_node_labels_are_unique_and_tell_a_feed_from_its_pipeline(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _defs(tmp_path: Path, tables: str) -> dg.Definitions:
 def test_a_table_yields_kafka_sink_clickhouse_lineage(tmp_path: Path) -> None:
     defs = _defs(tmp_path, "Tables:\n  trades_t:\n    topic_id: trades\n    order_by: [symbol, timestamp]\n")
     graph = defs.resolve_asset_graph()
-    sink, table = dg.AssetKey(["sinks", "trades_t"]), dg.AssetKey(["clickhouse", "trades_t"])
+    sink, table = dg.AssetKey(["sinks", "trades_t_sink"]), dg.AssetKey(["clickhouse", "trades_t_table"])
     assert graph.get(sink).parent_keys == {dg.AssetKey(["kafka", "trades"])}
     assert graph.get(table).parent_keys == {sink}
     assert graph.get(sink).kinds == {"kafka", "clickhouse"} and graph.get(table).kinds == {"clickhouse"}

@@ -1,9 +1,11 @@
 """Asset keys and groups by convention, so people and scripts can find them.
 
-Keys: ``schemas/<subject>``, ``kafka/<topic_id>``, ``pipelines/<pipeline_id>`` and
+Keys: ``schemas/<subject>``, ``kafka/<topic_id>``, ``pipelines/<pipeline_id>``,
 ``feeds/<pipeline_id>_feed`` (the external input of an ingest pipeline; ``_source`` instead when the
-pipeline id already ends in ``_feed``). The Dagster UI labels a node with the key's last
-component, so a feed never reads the same as the pipeline it feeds.
+pipeline id already ends in ``_feed``), ``sinks/<table_id>_sink`` and ``clickhouse/<table_id>_table``.
+The Dagster UI labels a node with the key's last component only, so the role is in the label
+wherever ids are shared: a feed never reads the same as the pipeline it feeds, nor a table or its
+sink as the topic they are filled from.
 
 Groups are by role, in the order data flows: ``feeds`` -> ``pipelines`` -> ``topics`` (with
 ``schemas`` beside them) -> ``warehouse`` -> ``datasets`` -> ``models``. The last three belong to
@@ -58,13 +60,15 @@ def feed_key(key: str) -> dg.AssetKey:
 
 
 def sink_key(table_id: str) -> dg.AssetKey:
-    """The asset of a table's continuous sink (between ``kafka/<topic>`` and ``clickhouse/<table>``)."""
-    return dg.AssetKey(["sinks", table_id])
+    """The asset of a table's continuous sink (between ``kafka/<topic>`` and the table), labelled
+    ``<table>_sink``: a table is often named after its topic, and the UI shows only the label."""
+    return dg.AssetKey(["sinks", f"{table_id}_sink"])
 
 
 def table_key(table_id: str) -> dg.AssetKey:
-    """The asset of a ClickHouse table of the registry's ``Tables``."""
-    return dg.AssetKey(["clickhouse", table_id])
+    """The asset of a ClickHouse table of the registry's ``Tables``, labelled ``<table>_table`` so
+    it never reads the same as the topic it is filled from."""
+    return dg.AssetKey(["clickhouse", f"{table_id}_table"])
 
 
 def workload_key(runtime_key: str) -> dg.AssetKey:
