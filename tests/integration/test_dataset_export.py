@@ -8,6 +8,7 @@ back with pyarrow and with ClickHouse's ``s3()`` table function (Hive partitioni
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pytest
 from pyarrow import fs as pafs
 
+from tradesignals_dagster.cli import main
 from tradesignals_dagster.datasets.errors import (
     BucketMissing,
     CredentialsRefused,
@@ -253,3 +255,34 @@ def test_a_read_only_store_is_refused_before_anything_is_written(env: Env, tmp_p
         assert list_parquet(store, partition_dir(store, env.spec, DAY)) == []
     finally:
         readonly.stop()
+
+
+def test_cli_exports_a_day_and_maps_bad_input_to_exit_codes(
+    env: Env,
+    tmp_path: Path,
+    clickhouse_endpoint: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _insert(env, bars(DAY, 500))
+    creds = env.server.credentials()
+    for key, value in {
+        "TRADESIGNALS_CLICKHOUSE_URL": clickhouse_endpoint.url,
+        "TRADESIGNALS_CLICKHOUSE_PASSWORD": clickhouse_endpoint.password,
+        "TRADESIGNALS_OBJECT_STORE_URL": f"s3://{BUCKET}/{env.prefix}",
+        "TRADESIGNALS_OBJECT_STORE_ENDPOINT": str(env.server.endpoint),
+        "AWS_ACCESS_KEY_ID": creds["access_key"],
+        "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+    }.items():
+        monkeypatch.setenv(key, value)
+    base = ["datasets", "export", "bar_days", "--registry", str(tmp_path), "--state-dir", str(tmp_path / "s")]
+    assert main([*base, "--day", "2026-01-05", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 500 and out["files"] == 1
+    assert main([*base, "--day", "2025-06-01"]) == 2
+    assert "outside its range" in capsys.readouterr().err
+    assert main(["datasets", "export", "nope", "--registry", str(tmp_path), "--day", "2026-01-05"]) == 2
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    assert main([*base, "--day", "2026-01-05"]) == 1
+    err = capsys.readouterr().err
+    assert "refused the credentials" in err and "wrong" not in err and "Traceback" not in err
