@@ -104,9 +104,10 @@ def sink_desired_state(app: StreamingApplication, table_id: str, settings: Setti
             code_version=image.rsplit(":", 1)[1],
             image=image,
         )
+    checked = settings.pipelines_to_check()  # the registry loads as here: with it, or without one
     env = {
         "TRADESIGNALS_REGISTRY": str(settings.registry),
-        "TRADESIGNALS_PIPELINES_DIR": str(settings.pipelines_dir),
+        **({"TRADESIGNALS_PIPELINES_DIR": str(checked)} if checked is not None else {}),
         "TRADESIGNALS_STATE_DIR": str(settings.state_dir),
         "TRADESIGNALS_BOOTSTRAP_SERVERS": settings.resolved_bootstrap_servers(),
         "TRADESIGNALS_SCHEMA_REGISTRY_URL": settings.resolved_schema_registry_url(),

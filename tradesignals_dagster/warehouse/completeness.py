@@ -19,13 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tradesignals_dagster.registry.tables import StreamingTable
 from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.warehouse.errors import WarehouseError
 
 DEFAULT_WINDOW = 50_000
+_TRANSIENT = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 @dataclass
@@ -88,10 +95,20 @@ def _offsets(
 
 
 def _committed(settings: Settings, table: StreamingTable, partitions: int) -> dict[int, int]:
+    """The sink group's committed offsets; a coordinator still loading or moving is waited for."""
     consumer = _consumer(settings, table.consumer_group())
+    tps = [TopicPartition(table.topic_id, p) for p in range(partitions)]
+    deadline = time.monotonic() + 30
     try:
-        tps = [TopicPartition(table.topic_id, p) for p in range(partitions)]
-        return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=30)}
+        while True:
+            try:
+                return {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=30)}
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                transient = err is not None and (err.retriable() or err.code() in _TRANSIENT)
+                if not transient or time.monotonic() > deadline:
+                    raise WarehouseError(f"committed offsets of {table.consumer_group()}: {err}") from exc
+                time.sleep(0.3)
     finally:
         consumer.close()
 
