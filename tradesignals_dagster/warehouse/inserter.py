@@ -57,6 +57,11 @@ class RetryLater(WarehouseError):
     """ClickHouse is down or overloaded: the batch must be retried as it is."""
 
 
+class UnclassifiedError(RetryLater):
+    """ClickHouse answered with an error that carries no code: maybe transient (a proxy's 502),
+    maybe not; the sink retries it a bounded number of times, then stops with the reason."""
+
+
 class Inserter:
     """Inserts batches of one table (columns known, writer schemas looked up once each)."""
 
@@ -140,7 +145,11 @@ class Inserter:
             code = getattr(exc, "code", None)
             if code in FATAL_CODES:
                 raise WarehouseError(f"insert into {self.table} refused (code {code}): {exc}") from exc
-            if code in TRANSIENT_CODES or code is None:
+            if code is None:
+                raise UnclassifiedError(
+                    f"insert into {self.table} failed without a ClickHouse error code: {exc}"
+                ) from exc
+            if code in TRANSIENT_CODES:
                 raise RetryLater(f"insert into {self.table} failed for now (code {code}): {exc}") from exc
             if len(run) == 1:
                 return [

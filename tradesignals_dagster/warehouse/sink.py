@@ -37,11 +37,19 @@ from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.streaming.metrics import MetricsServer, PipelineMetrics, metrics_port_file
 from tradesignals_dagster.warehouse.client import clickhouse_client
 from tradesignals_dagster.warehouse.errors import WarehouseError
-from tradesignals_dagster.warehouse.inserter import DeadLetter, Inserter, Message, RetryLater
+from tradesignals_dagster.warehouse.inserter import (
+    DeadLetter,
+    Inserter,
+    Message,
+    RetryLater,
+    UnclassifiedError,
+)
 
 PENDING = "pending:"
 IDENTITY_HEADER = "ts-id"
 MAX_BACKOFF_S = 10.0
+MAX_UNCLASSIFIED_ATTEMPTS = 8
+"""Inserts refused without an error code are retried this often (about 40 s), then the sink stops."""
 log = logging.getLogger("tradesignals.sink")
 
 
@@ -220,13 +228,19 @@ class TableSink:
         self.metrics.observe_batch(time.monotonic() - started, rows, rows - len(dead), len(dead), 0)
 
     def _insert_with_retry(self, partition: int, messages: list[Message]) -> list[DeadLetter]:
-        delay = 0.2
+        delay, unclassified = 0.2, 0
         while True:
             try:
                 return self.inserter.insert(partition, messages)
             except RetryLater as exc:
                 if self._stop.is_set():
                     raise StopDuringOutage(str(exc)) from exc
+                unclassified = unclassified + 1 if isinstance(exc, UnclassifiedError) else 0
+                if unclassified >= MAX_UNCLASSIFIED_ATTEMPTS:
+                    raise WarehouseError(
+                        f"{exc} ({unclassified} attempts in a row); stopping: the pending batch of "
+                        f"partition {partition} is replayed, exactly once, when the sink restarts"
+                    ) from exc
                 self.metrics.reconnects += 1
                 log.warning("ClickHouse not available, retrying", extra={"error": str(exc), "in_s": delay})
                 time.sleep(delay)
