@@ -33,7 +33,7 @@ def _insert(error: Exception) -> None:
 
 def _coded(message: str, code: int) -> DatabaseError:
     exc = DatabaseError(message)
-    exc.code = code  # type: ignore[attr-defined]
+    exc.code = code
     return exc
 
 
