@@ -8,7 +8,7 @@ import sys
 
 from bench.common import Result, save, table
 
-GROUPS = ["registry", "definitions", "streaming", "clickhouse_endpoint", "dataset_export"]
+GROUPS = ["registry", "definitions", "streaming", "clickhouse_endpoint", "clickhouse_sink", "dataset_export"]
 
 
 def main() -> int:
