@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tradesignals_dagster import __version__
 from tradesignals_dagster.errors import TradesignalsError
-from tradesignals_dagster.registry.application import check_app
+from tradesignals_dagster.registry.application import check_every_environment
 from tradesignals_dagster.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -67,18 +67,28 @@ def common_options() -> argparse.ArgumentParser:
         help="pipelines directory (default: <registry>/pipelines if present, else pipelines/ beside it)",
     )
     common.add_argument("--state-dir", type=Path, help="state directory (default: .state/)")
+    common.add_argument(
+        "--env",
+        help="environment overlay (registry/environments/<env>.yaml; default: TRADESIGNALS_ENV, "
+        "else the registry's own environment)",
+    )
     return common
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(registry=args.registry, pipelines_dir=args.pipelines, state_dir=args.state_dir)
+    return load_settings(
+        registry=args.registry,
+        pipelines_dir=args.pipelines,
+        state_dir=args.state_dir,
+        env=getattr(args, "env", None),
+    )
 
 
 @command("validate")
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     """``tradesignals validate``: every problem at once, file:line path: reason."""
     started = time.perf_counter()
-    result = check_app(settings)
+    result, envs = check_every_environment(settings)
     elapsed = time.perf_counter() - started
     failing = result.errors + (result.warnings if args.strict else [])
     if args.json:
@@ -107,6 +117,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
                 f"{settings.registry}: valid - {len(app.topics)} topic(s), "
                 f"{len(app.schemas)} schema(s), {len(app.pipelines)} pipeline(s), "
                 f"{len(result.warnings)} warning(s) [{elapsed * 1000:.0f} ms]"
+                + (f"; environments checked: {', '.join(envs)}" if envs else "")
             )
     return 2 if failing else 0
 

@@ -61,6 +61,9 @@ def add_parsers(sub: Any) -> None:
     from tradesignals_dagster.cli_images import add_image_parsers
 
     add_image_parsers(sub)
+    from tradesignals_dagster.cli_env import add_env_parsers
+
+    add_env_parsers(sub)
 
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:

@@ -35,7 +35,6 @@ def add_image_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
     p = sub.add_parser("compose", parents=[common], help="print a docker-compose.yaml for the pipelines")
-    p.add_argument("--env", help="environment name (label and project name; default: the registry's)")
     p.add_argument("--check", type=Path, metavar="FILE", help="exit 1 if FILE differs from what is generated")
 
 

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     )
 
     registry: Path = Field(Path("registry"), description="Directory holding pipelines.yaml.")
+    env: str | None = Field(
+        None,
+        description="Environment overlay to apply (registry/environments/<env>.yaml); default: the "
+        "registry's own `environment`. Its connection settings come from .env.<env> or variables.",
+    )
     pipelines_dir: Path = Field(
         Path("pipelines"),
         description=(
@@ -179,4 +184,7 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings now, from the environment as it is at the call."""
     clean = {k: v for k, v in overrides.items() if v is not None}
+    env = clean.get("env") or os.environ.get("TRADESIGNALS_ENV")
+    if env:  # per-environment connection settings: .env.<env> over .env, variables over both
+        return Settings(_env_file=(".env", f".env.{env}"), **clean)
     return Settings(**clean)

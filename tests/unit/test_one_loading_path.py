@@ -54,7 +54,7 @@ def _cli_versions(project: Path, cwd: Path, state: Path) -> dict[str, str]:
         f"'--state-dir', {str(state)!r}]))"
     )
     rows = json.loads(_run(code, cwd, {}))
-    return {row["id"]: row["desired_version"] for row in rows}
+    return {row["id"]: row["desired_version"] for row in rows if row["id"] in PIPELINES}
 
 
 def _dagster_versions(project: Path, cwd: Path, state: Path) -> dict[str, str]:
@@ -63,7 +63,7 @@ def _dagster_versions(project: Path, cwd: Path, state: Path) -> dict[str, str]:
         "from tradesignals_dagster.deploy.desired import desired_state\n"
         "res = defs().resources['tradesignals']\n"
         "app, settings = res.app(), res.settings()\n"
-        "print(json.dumps({k: desired_state(app, k, settings).version for k in app.pipelines}))"
+        f"print(json.dumps({{k: desired_state(app, k, settings).version for k in {PIPELINES!r}}}))"
     )
     env = {"TRADESIGNALS_REGISTRY": str(project / "registry"), "TRADESIGNALS_STATE_DIR": str(state)}
     return dict(json.loads(_run(code, cwd, env)))

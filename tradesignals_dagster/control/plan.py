@@ -22,6 +22,7 @@ ChangeKind = Literal[
 NoticeKind = Literal[
     "shrink_partitions",
     "replication_factor",
+    "not_enough_brokers",
     "orphan_topic",
     "reset_on_start",
     "incompatible_schema",

@@ -110,9 +110,23 @@ def plan_topics(
     if only is not None:
         desired = {k: v for k, v in desired.items() if k in only}
     live = admin.describe(None if only is None else set(desired))
+    brokers = len(admin.metadata().brokers)
     plan = Plan()
     for name, spec in sorted(desired.items()):
         current = live.get(name)
+        if current is None and spec.replication_factor > brokers:
+            plan.notices.append(
+                Notice(
+                    "not_enough_brokers",
+                    name,
+                    f"replication factor {spec.replication_factor} cannot be hosted by {brokers} "
+                    f"broker(s) at {admin.bootstrap}; point at a larger cluster (`tradesignals stack up "
+                    f"--brokers 3` locally) or choose an environment sized for this one (--env)",
+                    blocking=True,
+                    data={"replication_factor": spec.replication_factor, "brokers": brokers},
+                )
+            )
+            continue
         if current is None:
             plan.changes.append(
                 Change(

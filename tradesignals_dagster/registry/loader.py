@@ -37,6 +37,7 @@ from tradesignals_dagster.registry.normalise import (
     suggest,
     translate,
 )
+from tradesignals_dagster.registry.overlays import apply_overlay
 from tradesignals_dagster.registry.schema_files import resolve_schema, schema_section
 from tradesignals_dagster.registry.tables import check_tables, load_tables
 from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, read_yaml
@@ -72,11 +73,14 @@ class LoadResult:
         return self.app
 
 
-def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None) -> LoadResult:
+def load_registry(
+    registry: Path | str, pipelines_dir: Path | str | None = None, env: str | None = None
+) -> LoadResult:
     """Read and check the registry at ``registry`` (a directory or its ``pipelines.yaml``).
 
-    ``pipelines_dir`` adds the per-pipeline checks and ``config.yaml`` files. Never raises for bad
-    input: every problem is in the result; call :meth:`LoadResult.require` to insist.
+    ``pipelines_dir`` adds the per-pipeline checks and ``config.yaml`` files; ``env`` applies
+    ``environments/<env>.yaml`` (default: the registry's own ``environment``). Never raises for
+    bad input: every problem is in the result; call :meth:`LoadResult.require` to insist.
     """
     ctx = LoadContext()
     registry = Path(registry)
@@ -108,13 +112,19 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
 
     app: StreamingApplication | None = None
     header_raw, header_loc = header
+    tables = load_tables(sections.get("Tables"), ctx)
+    default_env = str(header_raw.get("environment") or "development")
+    chosen = env or default_env
+    entries: dict[str, dict[str, Any]] = {"Topics": topics, "Pipelines": pipelines, "Tables": tables}
+    apply_overlay(base_dir, chosen, default_env, entries, ctx)
+    header_raw = {**header_raw, "environment": chosen}
     try:
         app = StreamingApplication.model_validate(
             {
                 **header_raw,
                 "topics": topics,
                 "pipelines": pipelines,
-                "tables": load_tables(sections.get("Tables"), ctx),
+                "tables": tables,
                 "datasets": load_datasets(sections.get("Datasets"), ctx),
                 "schemas": schemas,
                 "subjects": subjects,
@@ -131,9 +141,11 @@ def load_registry(registry: Path | str, pipelines_dir: Path | str | None = None)
     return LoadResult(app, ctx.problems, doc.file, ctx.places)
 
 
-def load_application(registry: Path | str, pipelines_dir: Path | str | None = None) -> StreamingApplication:
+def load_application(
+    registry: Path | str, pipelines_dir: Path | str | None = None, env: str | None = None
+) -> StreamingApplication:
     """Load the registry or raise :class:`RegistryError` with every problem."""
-    return load_registry(registry, pipelines_dir).require()
+    return load_registry(registry, pipelines_dir, env).require()
 
 
 def _find_root(registry: Path, ctx: LoadContext) -> Path | None:
