@@ -103,7 +103,7 @@ def run_dev(settings: Settings, port: int = 3000, keep_running: bool = False, ui
     info = stack_up(settings)
     print(f"  kafka {info['bootstrap_servers']}, schema registry {info['schema_registry_url']}", flush=True)
     env = dagster_env(settings, info)
-    print("materializing schemas, topics and pipelines...", flush=True)
+    print("materializing schemas, topics, pipelines, ClickHouse tables and their sinks...", flush=True)
     for key in materialize_everything(settings, env):
         print(f"  {key}", flush=True)
     if not ui:
