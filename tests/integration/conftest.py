@@ -24,6 +24,7 @@ from tradesignals_dagster.stack.clickhouse import ClickHouseEndpointService
 from tradesignals_dagster.stack.errors import StackError
 from tradesignals_dagster.stack.jars import resolve_jars, shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
+from tradesignals_dagster.stack.kafka_cluster import KafkaCluster
 from tradesignals_dagster.stack.s3 import S3ProxyService
 from tradesignals_dagster.stack.stack import stack_down, stack_up
 
@@ -172,3 +173,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ProxyServi
         yield service
     finally:
         service.stop()
+
+
+class ClusterStack:
+    """The three-broker stack as the pipeline helpers expect it."""
+
+    def __init__(self, info: dict[str, Any], cluster: KafkaCluster) -> None:
+        self.bootstrap_servers: str = info["bootstrap_servers"]
+        self.schema_registry_url: str = info["schema_registry_url"]
+        self.info = info
+        self.cluster = cluster
+
+
+@pytest.fixture(scope="session")
+def cluster_stack(tmp_path_factory: pytest.TempPathFactory, kafka_jar_dir: Path) -> Iterator[ClusterStack]:
+    state = tmp_path_factory.mktemp("cluster")
+    settings = Settings(state_dir=state)
+    info = stack_up(settings, jar_dir=kafka_jar_dir, brokers=3, timeout=180)
+    try:
+        yield ClusterStack(info, KafkaCluster(state, 3, jar_dir=kafka_jar_dir))
+    finally:
+        stack_down(settings)

@@ -1,0 +1,73 @@
+"""`plan --env production` (RF 3, min ISR 2): refused plainly on one broker, applied on three."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ClusterStack
+
+from tradesignals_dagster.cli import main
+from tradesignals_dagster.kafka.admin import KafkaAdmin
+from tradesignals_dagster.kafka.replication import replication_health
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flagship_copy(tmp_path: Path) -> tuple[Path, str]:
+    """The flagship registry with its topics (and tables) renamed, so tests never share them."""
+    prefix = f"env{uuid.uuid4().hex[:8]}"
+    registry = tmp_path / "registry"
+    shutil.copytree(ROOT / "registry", registry)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    pattern = re.compile(r"\boption_trades(_aggs)?\b")
+    for path in registry.rglob("*.yaml"):
+        path.write_text(pattern.sub(lambda m: f"{prefix}_{m.group(0)}", path.read_text()))
+        if pattern.fullmatch(path.stem):
+            path.rename(path.with_name(f"{prefix}_{path.name}"))
+    return registry, prefix
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, info: dict[str, Any]) -> None:
+    monkeypatch.setenv("TRADESIGNALS_BOOTSTRAP_SERVERS", info["bootstrap_servers"])
+    monkeypatch.setenv("TRADESIGNALS_SCHEMA_REGISTRY_URL", info["schema_registry_url"])
+    monkeypatch.setenv("TRADESIGNALS_CLICKHOUSE_URL", info["clickhouse_url"])
+
+
+def test_production_on_a_single_broker_is_refused_plainly_and_nothing_applied(
+    tmp_path: Path, stack: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry, prefix = _flagship_copy(tmp_path)
+    _point_at(monkeypatch, stack.info)
+    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
+    assert main(["plan", *args]) == 1
+    out = capsys.readouterr().out
+    assert f"{prefix}_option_trades: refused: replication factor 3 cannot be hosted by 1 broker(s)" in out
+    assert main(["apply", *args]) == 1
+    capsys.readouterr()
+    live = KafkaAdmin(stack.settings.kafka_config()).describe()
+    assert not [t for t in live if t.startswith(prefix)], "apply must apply nothing when refused"
+
+
+def test_production_applies_cleanly_on_three_brokers(
+    tmp_path: Path,
+    cluster_stack: ClusterStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, prefix = _flagship_copy(tmp_path)
+    _point_at(monkeypatch, cluster_stack.info)
+    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
+    assert main(["apply", *args]) == 0, capsys.readouterr()
+    assert main(["plan", *args]) == 0
+    assert "No changes" in capsys.readouterr().out
+    admin = KafkaAdmin({"bootstrap.servers": cluster_stack.bootstrap_servers})
+    health = replication_health(admin, {f"{prefix}_option_trades", f"{prefix}_option_trades_aggs"})
+    assert {h.replication_factor for h in health.values()} == {3}
+    assert {h.min_isr for h in health.values()} == {2}
+    assert all(h.writable and not h.under_replicated for h in health.values())
+    assert {h.partitions for h in health.values()} == {12}
