@@ -51,7 +51,8 @@ def dagster_env(settings: Settings, info: dict[str, str]) -> dict[str, str]:
 
 
 def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]:
-    """Materialize every materializable asset into the persistent instance; returns the keys."""
+    """Materialize every materializable, unpartitioned asset into the persistent instance;
+    returns the keys."""
     previous = dict(os.environ)
     os.environ.update(env)
     try:
@@ -64,7 +65,13 @@ def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]
         )
         defs = build_definitions(run_settings)
         graph = defs.resolve_asset_graph()
-        keys = [k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+        # Partitioned assets (daily datasets) are materialized per partition by their schedule
+        # or a backfill, never in one unpartitioned run.
+        keys = [
+            k
+            for k in graph.get_all_asset_keys()
+            if graph.get(k).is_materializable and not graph.get(k).is_partitioned
+        ]
         job = defs.resolve_implicit_global_asset_job_def()
         with dg.DagsterInstance.get() as instance:
             result = job.execute_in_process(instance=instance, asset_selection=keys, raise_on_error=False)
