@@ -60,7 +60,7 @@ class DockerRuntime:
         *,
         secrets: Mapping[str, str] | None = None,
         builder: Builder | None = None,
-        startup_wait: float = 2.0,
+        startup_wait: float = 30.0,
         stop_timeout: float = 60.0,
     ) -> None:
         self._client_factory = client_factory
@@ -252,16 +252,21 @@ class DockerRuntime:
         return self.client.containers.get(created["Id"])
 
     def _check_started(self, key: str, state: dict[str, Any], started: list[Any]) -> None:
-        """Raise :class:`PipelineStartError` when a replica exits within ``startup_wait``."""
+        """Wait until every replica's metrics endpoint answers (it got through start-up) or
+        ``startup_wait`` passes; raise :class:`PipelineStartError` when one exits meanwhile."""
         deadline = time.monotonic() + self.startup_wait
-        while time.monotonic() < deadline:
-            for c in started:
+        pending = list(started)
+        while pending and time.monotonic() < deadline:
+            for c in list(pending):
                 c.reload()
                 if c.status in ("exited", "dead"):
                     self._record_crashes(state, [c])
                     write_json(self._state_path(key), state)
                     code = (c.attrs.get("State") or {}).get("ExitCode")
                     raise PipelineStartError(key, code, self._container_logs(c, 30), f"docker logs {c.name}")
+                port = c.labels.get(L_METRICS, "")
+                if port.isdigit() and scrape(int(port), timeout_s=0.5):
+                    pending.remove(c)
             time.sleep(0.2)
 
     def _remove(self, containers: list[Any], timeout: float) -> None:
