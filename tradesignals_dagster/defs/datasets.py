@@ -130,7 +130,7 @@ def dataset_asset(spec: DatasetSpec, settings: Settings) -> dg.AssetsDefinition:
         group_name=GROUP,
         partitions_def=partitions(spec),
         deps=[table_asset_key(ds.table_id)],
-        kinds={"parquet", "s3"} if location.startswith("s3://") else {"parquet"},
+        kinds={"parquet"},
         description=ds.doc or f"Daily Parquet export of ClickHouse table {spec.table}.",
         metadata={
             "table": spec.table,
