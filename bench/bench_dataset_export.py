@@ -99,6 +99,6 @@ def run() -> list[Result]:
             f"{ROWS:,} rows in {elapsed:.2f} s; {len(result.files)} file of {result.bytes / 1e6:.1f} MB, "
             f"{result.row_groups} row groups of {spec.dataset.row_group_rows:,} rows "
             f"(~{group_mb:.1f} MB each); "
-            f"12 columns; load avg {os.getloadavg()[0]:.1f}",
+            f"{len(spec.columns)} columns; load avg {os.getloadavg()[0]:.1f}",
         )
     ]
