@@ -116,6 +116,18 @@ class KafkaAdmin:
         """The cluster's metadata (brokers, topics, partitions with leader, replicas and ISR)."""
         return self._metadata()
 
+    def _describe_configs(self, resources: list[ConfigResource], attempts: int = 3) -> dict[Any, Any]:
+        """Topic configs, asked again when the request went to a broker that just died:
+        librdkafka keeps routing to it until the controller fences it (about
+        ``broker.session.timeout.ms``), and a pipeline starting then must not fail for it."""
+        for attempt in range(attempts):
+            try:
+                return self._wait(self._client.describe_configs(resources), "describe configs")
+            except KafkaUnavailableError:
+                if attempt == attempts - 1:
+                    raise
+        return {}
+
     def describe(self, names: Iterable[str] | None = None) -> dict[str, LiveTopic]:
         """Partitions, replication factor and explicitly set configs of existing topics."""
         meta = self._metadata()
@@ -128,7 +140,7 @@ class KafkaAdmin:
         if not found:
             return {}
         resources = [ConfigResource(ResourceType.TOPIC, name) for name in found]
-        configs = self._wait(self._client.describe_configs(resources), "describe configs")
+        configs = self._describe_configs(resources)
         out = {}
         for res, entries in configs.items():
             t = found[res.name]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tradesignals_dagster.kafka.admin import KafkaAdmin, KafkaUnavailableError, LiveTopic
+from tradesignals_dagster.kafka.admin import KafkaAdmin
 
 
 @dataclass(frozen=True)
@@ -55,22 +55,10 @@ class ReplicationHealth:
         )
 
 
-def _describe(admin: KafkaAdmin, names: Iterable[str] | None, attempts: int = 3) -> dict[str, LiveTopic]:
-    """Topic configs, asked again when a request went to a broker that just died (librdkafka
-    keeps routing to it until the controller fences it, about ``broker.session.timeout.ms``)."""
-    for attempt in range(attempts):
-        try:
-            return admin.describe(names)
-        except KafkaUnavailableError:
-            if attempt == attempts - 1:
-                raise
-    return {}
-
-
 def replication_health(admin: KafkaAdmin, names: Iterable[str] | None = None) -> dict[str, ReplicationHealth]:
     """Replication health of the named topics (all non-internal topics when None)."""
     meta = admin.metadata()
-    configs = {name: live.configs for name, live in _describe(admin, names).items()}
+    configs = {name: live.configs for name, live in admin.describe(names).items()}
     out: dict[str, ReplicationHealth] = {}
     for name, conf in configs.items():
         topic = meta.topics.get(name)
