@@ -3,6 +3,8 @@ rollover, empty days, stale parts removed, nothing left in staging, day range, s
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -127,3 +129,16 @@ def test_days_outside_the_range_and_bad_urls_are_input_errors(tmp_path: Path) ->
     assert local.kind == "file" and local.uri("d") == (tmp_path / "plain" / "d").as_uri()
     default = object_store(Settings(state_dir=tmp_path / "state"))
     assert default.url == (tmp_path / "state" / "datasets").resolve().as_uri()
+
+
+def test_a_crashed_runs_staging_is_removed_once_old_and_a_live_one_is_kept(tmp_path: Path) -> None:
+    spec, store = _spec(tmp_path), _store(tmp_path)
+    day_staging = tmp_path / "lake" / "_staging" / "d" / "dt=2026-01-05"
+    old, live = day_staging / "crashed" / "part-00000.parquet", day_staging / "writing" / "part-00000.parquet"
+    for path in (old, live):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    write_day(store, spec, DAY, _batches(100))
+    assert not old.exists() and live.exists()

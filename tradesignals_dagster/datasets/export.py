@@ -16,7 +16,11 @@ when completed) is atomic and, since 2020, strongly consistent for reads and lis
    (``CopyObject``: the key switches from the old object to the new one at once) and the
    staged copy deleted — pyarrow's ``move`` (a rename on a local directory);
 3. final keys of the day that the new export did not produce (a day that shrank from two
-   files to one, stray files) are deleted, and the run's staging folder removed.
+   files to one, stray files) are deleted, and the run's staging folder removed; other runs'
+   staging folders of the day untouched for an hour (a crashed run's) are deleted too.
+
+Two exports of the same day at once are not coordinated (the last to publish wins per key):
+Dagster runs one materialization of a partition at a time unless asked for more.
 
 A day that fits in one file (the default up to 50 M rows) is therefore replaced in one atomic
 step. A multi-file day is replaced file by file: during step 2 a reader listing the day may
@@ -47,6 +51,8 @@ from tradesignals_dagster.datasets.spec import DatasetSpec
 from tradesignals_dagster.datasets.store import ObjectStore
 
 STAGING = "_staging"
+ABANDONED_AFTER_S = 3600.0
+"""Another run's staging files untouched for this long are a crashed run's leftovers."""
 ARROW_SETTINGS = {
     "output_format_arrow_string_as_string": 1,
     "output_format_arrow_low_cardinality_as_dictionary": 0,
@@ -230,7 +236,8 @@ def write_day(
         raise
     _publish(store, writer.files, final_dir, result)
     result.files = [f"{result.path}/{part_name(i)}" for i in range(len(writer.files))]
-    _remove_tree(store, store.path(STAGING, spec.key, f"dt={day.isoformat()}"))
+    _remove_tree(store, staging)
+    _remove_abandoned(store, store.path(STAGING, spec.key, f"dt={day.isoformat()}"))
     result.bytes = sum(i.size or 0 for i in list_parquet(store, final_dir))
     result.seconds = time.perf_counter() - started
     return result
@@ -247,6 +254,27 @@ def _publish(store: ObjectStore, staged: list[str], final_dir: str, result: Expo
         if info.path not in keep:
             store.call("delete a stale file on", lambda p=info.path: store.filesystem.delete_file(p))
             result.removed.append(info.path)
+
+
+def _remove_abandoned(store: ObjectStore, day_staging: str) -> None:
+    """Delete other runs' staging folders of the day whose newest file is older than
+    ``ABANDONED_AFTER_S`` (a crashed run's leftovers); a run still writing is left alone."""
+    selector = pafs.FileSelector(day_staging, allow_not_found=True, recursive=True)
+    try:
+        infos = store.filesystem.get_file_info(selector)
+    except OSError:
+        return
+    newest: dict[str, float] = {}
+    for info in infos:
+        if info.type != pafs.FileType.File:
+            continue
+        run = info.path[len(day_staging) :].strip("/").split("/", 1)[0]
+        stamp = info.mtime.timestamp() if info.mtime is not None else 0.0
+        newest[run] = max(newest.get(run, 0.0), stamp)
+    cutoff = time.time() - ABANDONED_AFTER_S
+    for run, stamp in newest.items():
+        if run and stamp < cutoff:
+            _remove_tree(store, f"{day_staging}/{run}")
 
 
 def _remove_tree(store: ObjectStore, path: str) -> None:
