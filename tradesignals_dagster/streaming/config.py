@@ -9,7 +9,8 @@
       poll_timeout_s: 0.005    # longest wait for a batch to fill
       checkpoint_interval_s: 0.25  # state + offsets committed together this often
       dead_letter: dead_letter # or: stop (a rejected record stops the pipeline, uncommitted)
-      key_field: symbol        # output message key (None: no key)
+      key_field: symbol        # output message key (None: no key), the state key by convention
+      identity_fields: [symbol, sequence]  # what identifies an output record (ts-id header)
 
 Replays and tests layer ``--set key=value`` overrides on top (dotted keys reach into
 sections: ``runtime.batch_size=500``).
@@ -58,7 +59,17 @@ class RuntimeOptions(BaseModel):
         description="dead_letter: rejected records go to the DLQ topic and the pipeline goes on; "
         "stop: the first rejected record stops the pipeline without committing its batch.",
     )
-    key_field: str | None = Field("symbol", description="Output field used as the message key.")
+    key_field: str | None = Field(
+        "symbol",
+        description="Output field used as the message key; also the field a stateful processor "
+        "keys its state by (BuildContext.key_field).",
+    )
+    identity_fields: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Output fields whose values, joined by ':', identify an output record (the ts-id "
+        "header), e.g. [symbol, sequence]; a processor's record_id wins over it.",
+    )
     stats_interval_s: float = Field(30.0, gt=0, description="How often throughput is logged.")
     session_timeout_ms: int = Field(15_000, ge=1_000, description="Consumer group session timeout.")
     linger_ms: float = Field(5.0, ge=0, description="Producer linger.ms.")

@@ -374,16 +374,31 @@ IdentityFunction = Callable[[Mapping[str, Any]], str]
 
 
 def identity_function(
-    field_names: Sequence[str], custom: IdentityFunction | None = None
+    field_names: Sequence[str],
+    custom: IdentityFunction | None = None,
+    declared: Sequence[str] | None = None,
 ) -> IdentityFunction | None:
     """How to name an output record deterministically (the ``ts-id`` header).
 
-    ``custom`` (a processor's ``record_id``) wins; else ``symbol:sequence`` for records with
-    both (bars), else ``trade_id``, else ``id``. ``None`` means: use a hash of the encoded
+    ``custom`` (a processor's ``record_id``) wins; then ``declared`` (``runtime.
+    identity_fields``: the values of those fields joined by ``:``; a field the output lacks is
+    a :class:`ValueError`). Without either, the legacy guess: ``symbol:sequence`` for records
+    with both (bars), else ``trade_id``, else ``id``. ``None`` means: use a hash of the encoded
     value, which is as deterministic as the record itself.
     """
     if custom is not None:
         return custom
+    if declared:
+        missing = [f for f in declared if f not in field_names]
+        if missing:
+            raise ValueError(
+                f"identity_fields: the output schema has no field {', '.join(map(repr, missing))}"
+            )
+        fields = tuple(declared)
+        if len(fields) == 1:
+            only = fields[0]
+            return lambda r: str(r[only])
+        return lambda r: ":".join([str(r[f]) for f in fields])
     names = set(field_names)
     if {"symbol", "sequence"} <= names:
         return lambda r: f"{r['symbol']}:{r['sequence']}"

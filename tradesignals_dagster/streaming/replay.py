@@ -95,7 +95,9 @@ def replay_file(
             pipelines_dir = load_settings().pipelines_dir
         build = load_factory(Path(pipelines_dir), pipeline_key)
     processor = build_replay_processor(
-        build, BuildContext(app, pipe, config, in_schema, out_schema, {"replay": True}), overrides
+        build,
+        BuildContext(app, pipe, config, in_schema, out_schema, {"replay": True}, options.key_field),
+        overrides,
     )
     in_records, out_records = RecordSchema(in_schema), RecordSchema(out_schema)
     transformer = BatchTransformer(processor, in_records, options.dead_letter)

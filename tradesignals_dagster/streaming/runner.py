@@ -135,13 +135,22 @@ class PipelineRunner:
         self.in_records = RecordSchema(self.input_schema)
         self.out_records = RecordSchema(self.output_schema)
         factory = build or load_factory(settings.pipelines_dir, pipeline_key)
-        ctx = BuildContext(app, pipe, config, self.input_schema, self.output_schema)
+        ctx = BuildContext(
+            app, pipe, config, self.input_schema, self.output_schema, key_field=self.options.key_field
+        )
         self.processor: Processor = build_processor(factory, ctx)
         self.stateful = is_stateful(self.processor)
         self.transformer = BatchTransformer(self.processor, self.in_records, self.options.dead_letter)
-        self.identity = identity_function(
-            self.out_records.field_names, getattr(self.processor, "record_id", None)
-        )
+        try:
+            self.identity = identity_function(
+                self.out_records.field_names,
+                getattr(self.processor, "record_id", None),
+                self.options.identity_fields,
+            )
+        except ValueError as exc:
+            raise PipelineConfigError(
+                f"pipelines/{pipeline_key}/config.yaml: runtime.{exc} (topic {self.out_topic})"
+            ) from None
         self.base_headers = output_headers(pipe.output)
         key_field = self.options.key_field
         self.key_field = key_field if key_field in self.out_records.by_name else None

@@ -1,4 +1,5 @@
-"""Processor state in Kafka: the compacted ``<pipeline>.state`` topic (key = symbol).
+"""Processor state in Kafka: the compacted ``<pipeline>.state`` topic (key = the processor's
+state key, by convention the pipeline's key field).
 
 Why Kafka and not a file: a container that dies loses its disk, and the state must match the
 committed input offsets exactly. The runner writes the snapshots of the symbols a batch
@@ -25,7 +26,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from tradesignals_dagster.streaming.errors import StateRestoreError, TopicMissingError
-from tradesignals_dagster.streaming.processors.base import StatefulProcessor
+from tradesignals_dagster.streaming.processors.base import StatefulProcessor, dirty_keys
 
 
 class StateStore:
@@ -152,9 +153,9 @@ class StateStore:
         """Keys and JSON values of the snapshots of the keys ``processor`` changed."""
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
-        for symbol in sorted(processor.dirty_symbols()):
-            snap = processor.snapshot(symbol)
-            keys.append(symbol.encode())
+        for key in sorted(dirty_keys(processor)):
+            snap = processor.snapshot(key)
+            keys.append(key.encode())
             values.append(None if snap is None else json.dumps(snap, separators=(",", ":")).encode())
         return keys, values
 

@@ -7,9 +7,9 @@ Routing rules (policy ``dead_letter``, the default):
 
 * a record that could not be decoded/coerced arrives already rejected (stage ``decode``);
 * a record breaking a ``min_length``/``max_length`` rule is rejected (stage ``validate``);
-* a record the processor refuses (an exception naming it, see
-  :mod:`~tradesignals_dagster.streaming.processors.base`) is rejected (stage ``process``), and
-  the processor resumes with the records after it;
+* a record the processor refuses (a :class:`~tradesignals_dagster.streaming.processors.base.
+  Reject` among its outputs, or - deprecated - an exception naming it) is rejected (stage
+  ``process``); after an exception the processor resumes with the records after it;
 * anything else the processor raises stops the pipeline (:class:`ProcessorError`).
 
 With policy ``stop`` the first rejection raises :class:`DeadLetterStopError` instead.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tradesignals_dagster.streaming.errors import DeadLetterStopError, ProcessorError
-from tradesignals_dagster.streaming.processors.base import Processor, SourcePosition
+from tradesignals_dagster.streaming.processors.base import Processor, Reject, SourcePosition
 from tradesignals_dagster.streaming.records import RecordSchema
 
 DeadLetterPolicy = Literal["dead_letter", "stop"]
@@ -99,7 +99,10 @@ class BatchTransformer:
             recs = records[start:] if start else records
             pos = positions[start:] if positions is not None and start else positions
             try:
-                outputs.extend(self.processor.process(recs, pos))
+                produced = self.processor.process(recs, pos)
+                if any(o.__class__ is Reject for o in produced):
+                    produced = self._rejects(produced, records, positions, start, index, rejected)
+                outputs.extend(produced)
                 break
             except Exception as exc:
                 bad = _locate(exc, records, positions, start)
@@ -114,6 +117,31 @@ class BatchTransformer:
                 self._check_policy(rejection)
                 start = bad + 1
         return outputs
+
+    def _rejects(
+        self,
+        produced: list[Any],
+        records: Sequence[dict[str, Any]],
+        positions: Sequence[SourcePosition] | None,
+        start: int,
+        index: list[int] | None,
+        rejected: list[Rejection],
+    ) -> list[dict[str, Any]]:
+        """``produced`` without its :class:`Reject` entries, which become rejections."""
+        kept: list[dict[str, Any]] = []
+        for out in produced:
+            if out.__class__ is not Reject:
+                kept.append(out)
+                continue
+            bad = _locate(out, records, positions, start)
+            if bad is None:
+                raise ProcessorError(
+                    f"the processor rejected a record that is not in its batch: {out.reason}"
+                )
+            rejection = Rejection(index[bad] if index else bad, "process", out.reason, out.error_type)
+            rejected.append(rejection)
+            self._check_policy(rejection)
+        return kept
 
     def _check_policy(self, rejection: Rejection) -> None:
         if self.policy == "stop":
@@ -133,12 +161,13 @@ def _partial_outputs(exc: BaseException) -> list[dict[str, Any]] | None:
 
 
 def _locate(
-    exc: BaseException,
+    exc: BaseException | Reject,
     records: Sequence[Any],
     positions: Sequence[SourcePosition] | None,
     start: int,
 ) -> int | None:
-    """Index in ``records`` of the record ``exc`` names (by position, else by identity)."""
+    """Index in ``records`` of the record ``exc`` (or a Reject) names (by position, else by
+    identity)."""
     position = getattr(exc, "position", None)
     if position is not None and positions is not None:
         target = tuple(position)

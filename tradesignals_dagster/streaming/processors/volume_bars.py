@@ -28,12 +28,14 @@ and the ``(partition, offset)`` of the last applied trade per source partition) 
 at or below the symbol's last applied offset on its partition is skipped, so replaying from any
 earlier consumer offset after a restore is idempotent. Bars are identified by
 ``(symbol, sequence)``, so a bar emitted twice around a crash can be de-duplicated downstream.
-Trades processed without positions are not de-duplicated on replay. :meth:`dirty_symbols`
-names the symbols whose snapshot changed, so the runtime writes only those.
+Trades processed without positions are not de-duplicated on replay. :meth:`dirty_keys`
+(formerly ``dirty_symbols``, deprecated) names the
+symbols whose snapshot changed, so the runtime writes only those.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from itertools import repeat
 from typing import Any
@@ -138,11 +140,12 @@ class VolumeBarAggregator:
     it is only used to express ``vwap`` in price units.
     """
 
-    def __init__(self, config: VolumeBarsConfig, *, price_scale: int = 4) -> None:
+    def __init__(self, config: VolumeBarsConfig, *, price_scale: int = 4, key_field: str = "symbol") -> None:
         if price_scale < 0:
             raise VolumeBarsError(f"price_scale must be >= 0, got {price_scale}")
         self.config = config
         self.price_scale = price_scale
+        self.key_field = key_field
         self._factor = 10**price_scale
         self._states: dict[str, _SymbolState] = {}
         self._dirty: set[str] = set()
@@ -168,9 +171,10 @@ class VolumeBarAggregator:
         )
         trade: Any = None
         pos: SourcePosition | None = None
+        key_field = self.key_field
         try:
             for trade, pos in pairs:
-                sym = trade["symbol"]
+                sym = trade[key_field]
                 price = trade["price"]
                 size = trade["size"]
                 ts = trade["timestamp"]
@@ -271,19 +275,24 @@ class VolumeBarAggregator:
 
     # -- state ----------------------------------------------------------------------------------
 
-    def dirty_symbols(self) -> set[str]:
-        """Symbols whose state changed since the previous call (their snapshots are stale)."""
+    def dirty_keys(self) -> set[str]:
+        """Keys (symbols) whose state changed since the previous call (their snapshots are stale)."""
         dirty, self._dirty = self._dirty, set()
         return dirty
 
-    def snapshot(self, symbol: str) -> dict[str, Any] | None:
-        """JSON-serializable state of ``symbol``, or ``None`` if it has none.
+    def dirty_symbols(self) -> set[str]:
+        """Deprecated alias of :meth:`dirty_keys` (goes in the next release)."""
+        warnings.warn("dirty_symbols() is deprecated: use dirty_keys()", DeprecationWarning, stacklevel=2)
+        return self.dirty_keys()
+
+    def snapshot(self, key: str) -> dict[str, Any] | None:
+        """JSON-serializable state of symbol ``key``, or ``None`` if it has none.
 
         ``{"version", "symbol", "price_scale", "next_sequence", "positions": [[partition,
         offset], ...], "bar": None | {start_timestamp, timestamp, open, high, low, close,
         volume, notional, trade_count, oi}}``; ``notional`` is ``sum(price * size)``.
         """
-        st = self._states.get(symbol)
+        st = self._states.get(key)
         if st is None:
             return None
         bar = None
@@ -293,7 +302,7 @@ class VolumeBarAggregator:
             bar = dict(zip(_BAR_KEYS, values, strict=True))
         return {
             "version": SNAPSHOT_VERSION,
-            "symbol": symbol,
+            "symbol": key,
             "price_scale": self.price_scale,
             "next_sequence": st.next_seq,
             "positions": [[p, o] for p, o in sorted(st.positions.items())],
