@@ -20,6 +20,7 @@ from tradesignals_dagster.registry.checks import cross_check
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
 from tradesignals_dagster.registry.custom_code import check_custom_code
 from tradesignals_dagster.registry.datasets import check_datasets, load_datasets
+from tradesignals_dagster.registry.models_ml import check_models, load_models
 from tradesignals_dagster.registry.errors import Problem, RegistryError, display_path
 from tradesignals_dagster.registry.files import confined_reference
 from tradesignals_dagster.registry.identifiers import safe_id_problem
@@ -43,7 +44,7 @@ from tradesignals_dagster.registry.tables import check_tables, load_tables
 from tradesignals_dagster.registry.yamlsource import PathKey, YamlDoc, read_yaml
 
 ROOT_FILES = ("pipelines.yaml", "pipelines.yml", "pipeline.yaml")
-SECTIONS = ("Topics", "Pipelines", "Schemas", "Tables", "Datasets")
+SECTIONS = ("Topics", "Pipelines", "Schemas", "Tables", "Datasets", "Models")
 HEADER_KEYS = ("id", "environment", "log_level", "reset_topics_on_start")
 
 
@@ -126,6 +127,7 @@ def load_registry(
                 "pipelines": pipelines,
                 "tables": tables,
                 "datasets": load_datasets(sections.get("Datasets"), ctx),
+                "models": load_models(sections.get("Models"), ctx),
                 "schemas": schemas,
                 "subjects": subjects,
             }
@@ -137,6 +139,7 @@ def load_registry(
         cross_check(app, ctx.places, ctx.add, pipelines_dir is not None)
         check_tables(app, ctx.places, ctx.add)
         check_datasets(app, ctx.places, ctx.add)
+        check_models(app, ctx.places, ctx.add)
     ctx.problems.sort(key=lambda p: (p.severity != "error", p.file, p.line or 0, p.path))
     return LoadResult(app, ctx.problems, doc.file, ctx.places)
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tradesignals_dagster.registry.datasets import StreamingDataset
+from tradesignals_dagster.registry.models_ml import StreamingModel
 from tradesignals_dagster.registry.files import module_path_problem
 from tradesignals_dagster.registry.identifiers import (
     INT16_MAX,
@@ -316,6 +317,9 @@ class StreamingApplication(_Model):
     )
     datasets: dict[str, StreamingDataset] = Field(
         default_factory=dict, description="Parquet datasets exported from tables, by dataset id."
+    )
+    models: dict[str, StreamingModel] = Field(
+        default_factory=dict, description="ML models trained on datasets, by model id."
     )
     schemas: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Resolved Avro schemas by topic id (Avro JSON)."

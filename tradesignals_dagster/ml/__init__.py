@@ -1,0 +1,1 @@
+"""ML models on the Parquet datasets: features, trainers, evaluation, versioned artifacts."""
