@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tradesignals_dagster.stack.errors import PortInUseError, StackError
+from tradesignals_dagster.stack.errors import BrokerStartError, PortInUseError, StackError
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker, new_cluster_id
 from tradesignals_dagster.stack.process import LOCALHOST, find_free_port, port_in_use, read_json, write_json
 
@@ -86,7 +86,12 @@ class KafkaCluster:
                 node.start(timeout, wait=False)
         for node, down in launched:
             if down and node.pid is not None:
-                node.wait_ready(node.pid, started, max(5.0, timeout - (time.monotonic() - started)))
+                try:
+                    node.wait_ready(node.pid, started, max(5.0, timeout - (time.monotonic() - started)))
+                except BrokerStartError:
+                    if node.pid is not None:
+                        raise
+                    node.start(timeout)  # it died while starting (seen after a SIGKILL): once more
             elif not node.is_ready(timeout=5.0):
                 node.start(timeout)  # a node that exited during start-up: its own error says why
         return self.status()
