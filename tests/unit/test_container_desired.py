@@ -143,7 +143,12 @@ def test_compose_has_one_service_per_pipeline_and_no_secret_values(tree: Path) -
     text = render_compose(load(tree), settings, env="staging")
     assert secret not in text
     doc = yaml.safe_load(text)
-    assert sorted(doc["services"]) == ["option-trade-volume-bars", "option-trades-ingest"]
+    assert sorted(doc["services"]) == [
+        "option-trade-time-bars",
+        "option-trade-volume-bars",
+        "option-trades-ingest",
+        "volume-bar-direction-scoring",
+    ]
     bars = doc["services"]["option-trade-volume-bars"]
     assert bars["image"] == desired_state(load(tree), BARS, settings).image
     assert bars["user"] == "65534:65534" and bars["read_only"] is True and bars["network_mode"] == "host"

@@ -35,8 +35,18 @@ def test_topic_defaults_are_the_seeds() -> None:
 
 def test_flagship_registry_loads_with_its_pipelines() -> None:
     app = load_application(ROOT / "registry", ROOT / "pipelines")
-    assert set(app.topics) == {"option_trades", "option_trades_aggs"}
-    assert set(app.pipelines) == {"option_trades_ingest", "option_trade_volume_bars"}
+    assert set(app.topics) == {
+        "option_trades",
+        "option_trades_aggs",
+        "option_trades_time_bars",
+        "option_bar_signals",
+    }
+    assert set(app.pipelines) == {
+        "option_trades_ingest",
+        "option_trade_volume_bars",
+        "option_trade_time_bars",
+        "volume_bar_direction_scoring",
+    }
     bars = app.pipelines["option_trade_volume_bars"]
     assert bars.config["bar_volume"] > 0
     assert bars.consumer_group() == "option_volume_aggs_consumer"

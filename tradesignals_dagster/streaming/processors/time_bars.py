@@ -1,0 +1,104 @@
+"""Time bars: OHLCV per key over fixed event-time windows (e.g. 1-second bars per symbol).
+
+Built on :class:`~tradesignals_dagster.streaming.windows.EventTimeWindows` (watermarks, grace,
+late policy, state). A bar covers the trades whose ``timestamp`` is in ``[window_start,
+window_end)``, whatever order they arrive in:
+
+* ``open`` is the price of the trade with the earliest timestamp (ties: the first to arrive),
+  ``close`` (and ``oi``) of the one with the latest timestamp (ties: the last to arrive);
+* ``high``/``low`` the extreme prices, ``volume`` the sum of sizes, ``trade_count`` the number
+  of trades, ``vwap = sum(price * size) / volume`` (the close price when volume is 0);
+* ``revision`` is 0 when the window closes and grows by one each time a late trade updates it
+  (``late: update``); ``(symbol, window_start, revision)`` identifies a bar.
+
+Prices are scaled ints, as for volume bars. Windows with no trade make no bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tradesignals_dagster.streaming.processors.base import BuildContext
+from tradesignals_dagster.streaming.windows import EventTimeWindows, WindowConfig
+
+# accumulator layout
+_OPEN_TS, _OPEN, _HIGH, _LOW, _CLOSE_TS, _CLOSE, _VOLUME, _NOTIONAL, _COUNT, _OI = range(10)
+
+
+class TimeBarsConfig(BaseModel):
+    """Settings of the time-bars processor (a pipeline's config.yaml)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window: WindowConfig = Field(description="The event-time windows (size_ms, grace_ms, late, ...).")
+    time_field: str = Field("timestamp", description="Input field holding the event time (epoch ms).")
+
+
+class OhlcvAggregation:
+    """The OHLCV accumulator of one window (a JSON list, see the layout above)."""
+
+    def __init__(self, price_scale: int = 4) -> None:
+        self.factor = 10**price_scale
+
+    def start(self, record: Mapping[str, Any]) -> list[Any]:
+        """A window holding only ``record``."""
+        ts, price, size, oi = _fields(record)
+        return [ts, price, price, price, ts, price, size, price * size, 1, oi]
+
+    def add(self, acc: list[Any], record: Mapping[str, Any]) -> None:
+        """Add ``record`` to window ``acc``."""
+        ts, price, size, oi = _fields(record)
+        if ts < acc[_OPEN_TS]:
+            acc[_OPEN_TS], acc[_OPEN] = ts, price
+        if ts >= acc[_CLOSE_TS]:
+            acc[_CLOSE_TS], acc[_CLOSE], acc[_OI] = ts, price, oi
+        if price > acc[_HIGH]:
+            acc[_HIGH] = price
+        if price < acc[_LOW]:
+            acc[_LOW] = price
+        acc[_VOLUME] += size
+        acc[_NOTIONAL] += price * size
+        acc[_COUNT] += 1
+
+    def result(self, key: str, start: int, end: int, acc: list[Any], revision: int) -> dict[str, Any]:
+        """The ``option_trades_time_bars`` record of a window."""
+        volume = acc[_VOLUME]
+        vwap = acc[_NOTIONAL] / (volume * self.factor) if volume else acc[_CLOSE] / self.factor
+        return {
+            "symbol": key,
+            "window_start": start,
+            "window_end": end,
+            "revision": revision,
+            "open": acc[_OPEN],
+            "high": acc[_HIGH],
+            "low": acc[_LOW],
+            "close": acc[_CLOSE],
+            "volume": volume,
+            "vwap": vwap,
+            "trade_count": acc[_COUNT],
+            "oi": acc[_OI],
+        }
+
+
+def _fields(record: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """timestamp, price, size, oi of a trade; ValueError says what is wrong."""
+    ts, price, size, oi = record["timestamp"], record["price"], record["size"], record.get("oi", 0)
+    if price.__class__ is not int:
+        raise ValueError(f"price must be a scaled int, got {type(price).__name__} {price!r}")
+    if size.__class__ is not int or size < 0:
+        raise ValueError(f"size must be a non-negative int, got {size!r}")
+    return ts, price, size, int(oi or 0)
+
+
+def build_time_bars(ctx: BuildContext) -> EventTimeWindows:
+    """The time-bars processor of a pipeline: settings from config.yaml, state keyed by the
+    pipeline's key field (which, like ``time_field``, the input schema must have)."""
+    config = TimeBarsConfig(**ctx.config)
+    key_field = ctx.key_field or "symbol"
+    ctx.require_field(key_field, "runtime.key_field")
+    ctx.require_field(config.time_field, "time_field")
+    aggregation = OhlcvAggregation(ctx.decimal_scale("price"))
+    return EventTimeWindows(config.window, aggregation, key_field=key_field, time_field=config.time_field)
