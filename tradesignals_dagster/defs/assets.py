@@ -199,6 +199,10 @@ def _pipeline_asset(app: StreamingApplication, key: str) -> dg.AssetsDefinition:
         deps = [topic_key(pipe.input.kafka_topic_id)]
     else:
         deps = [feed_key(key)]
+    from tradesignals_dagster.ml.deploy import scored_model
+
+    if (model := scored_model(app, key)) is not None:  # a scoring pipeline runs the promoted model
+        deps.append(dg.AssetKey(["models", model.key]))
     kinds = {"python", "docker"} if pipe.docker else {"python"}
 
     @dg.asset(

@@ -7,6 +7,7 @@ import dagster as dg
 from tradesignals_dagster.defs.assets import build_assets
 from tradesignals_dagster.defs.checks import build_checks
 from tradesignals_dagster.defs.datasets import build_datasets
+from tradesignals_dagster.defs.models import build_models
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.defs.sensors import pipeline_health, pipeline_redeploy
 from tradesignals_dagster.defs.warehouse import build_warehouse
@@ -25,10 +26,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
     datasets = build_datasets(app, settings)
     warehouse = build_warehouse(app)
+    models = build_models(app)
     return dg.Definitions(
-        assets=[*build_assets(app), *warehouse["assets"], *datasets["assets"]],
+        assets=[*build_assets(app), *warehouse["assets"], *datasets["assets"], *models["assets"]],
         asset_checks=[*build_checks(app), *warehouse["asset_checks"], *datasets["asset_checks"]],
-        schedules=datasets["schedules"],
+        schedules=[*datasets["schedules"], *models["schedules"]],
         sensors=[pipeline_redeploy, pipeline_health, *warehouse["sensors"]],
         resources={"tradesignals": resource},
     )

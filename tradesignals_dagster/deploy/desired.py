@@ -74,11 +74,15 @@ def desired_state(app: StreamingApplication, key: str, settings: Settings) -> De
         "TRADESIGNALS_PIPELINE": key,
     }
     image = pipe.docker.image if pipe.docker else None
+    from tradesignals_dagster.ml.deploy import model_pin, pinned_config_hash
+
+    pin = model_pin(app, key, settings)  # a scoring pipeline's promoted model version
+    env.update(pin)
     return DesiredState(
         key=key,
         command=(sys.executable, str(app_py)),
         env=env,
-        config_hash=config_hash(app, key),
+        config_hash=pinned_config_hash(config_hash(app, key), pin),
         code_version=code_version(pipelines_dir, key, image if settings.runtime == "docker" else None),
         image=image,
         workdir=str(pipelines_dir / key),
