@@ -48,6 +48,7 @@ ROLE_GROUPS = {
     "sinks": "warehouse",
     "clickhouse": "warehouse",
     "datasets": "datasets",
+    "models": "models",
 }
 
 

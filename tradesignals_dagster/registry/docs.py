@@ -22,6 +22,7 @@ from tradesignals_dagster.registry.models import (
     StreamingTopic,
     ValueSchema,
 )
+from tradesignals_dagster.registry.models_ml import StreamingModel
 from tradesignals_dagster.registry.normalise import MODEL_ALIASES
 from tradesignals_dagster.registry.tables import SinkSettings, StreamingTable, TableEngine
 from tradesignals_dagster.registry.topic_configs import FIRST_CLASS
@@ -31,7 +32,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     (
         "`StreamingApplication`",
         StreamingApplication,
-        {"topics", "pipelines", "tables", "datasets", "schemas", "subjects"},
+        {"topics", "pipelines", "tables", "datasets", "models", "schemas", "subjects"},
     ),
     ("Topic (`Topics.<id>` or an item of `topics.yaml`)", StreamingTopic, set()),
     ("Value schema (`value_schema`, `Schemas.<id>`, `schemas/<id>.yaml`)", ValueSchema, set()),
@@ -44,6 +45,7 @@ SECTIONS: list[tuple[str, type[BaseModel], set[str]]] = [
     ("Table engine (`engine`)", TableEngine, set()),
     ("Table sink (`sink`)", SinkSettings, set()),
     ("Dataset (`Datasets.<id>`)", StreamingDataset, {"key"}),
+    ("Model (`Models.<id>`)", StreamingModel, {"key"}),
 ]
 
 
