@@ -64,6 +64,9 @@ def add_parsers(sub: Any) -> None:
     from tradesignals_dagster.cli_env import add_env_parsers
 
     add_env_parsers(sub)
+    from tradesignals_dagster.cli_new import add_new_parsers
+
+    add_new_parsers(sub)
 
 
 def registry_app(args: argparse.Namespace, settings: Settings) -> StreamingApplication:
