@@ -8,7 +8,15 @@ import sys
 
 from bench.common import Result, save, table
 
-GROUPS = ["registry", "definitions", "streaming", "clickhouse_endpoint", "clickhouse_sink", "dataset_export"]
+GROUPS = [
+    "registry",
+    "definitions",
+    "streaming",
+    "clickhouse_endpoint",
+    "clickhouse_sink",
+    "dataset_export",
+    "models",
+]
 
 
 def main() -> int:

@@ -1,0 +1,142 @@
+"""ML models: training time on 20 days of 100 k bars a day, and the scoring transform's
+throughput beside the volume-bars transform's.
+
+Training runs :func:`tradesignals_dagster.ml.training.train` as the asset does, on a ``file://``
+object store holding 20 daily Parquet partitions written like the export (decimal prices,
+millisecond timestamps), with the flagship's model entry (gradient boosting): read, features,
+split, fit, evaluation, artifact write. Throughput is measured in process, without Kafka: the
+scoring processor on decoded bars (batches of 1,000, as the runtime hands them) beside the
+volume-bars processor on decoded trades, so the ratio is of the transforms only; the
+Kafka-to-Kafka figures of ``make bench streaming`` come on top of both.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.common import Result
+from tradesignals_dagster.datasets.store import object_store
+from tradesignals_dagster.ml.training import train
+from tradesignals_dagster.registry import load_application
+from tradesignals_dagster.settings import Settings
+from tradesignals_dagster.streaming.processors.scoring import BarScorer, load_promoted
+from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator, VolumeBarsConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+DAYS, BARS_PER_DAY, SYMBOLS = 20, 100_000, 200
+
+
+def _day(day: date, rng: np.random.Generator) -> pa.Table:
+    n = BARS_PER_DAY
+    per = n // SYMBOLS
+    t0 = int(np.datetime64(day.isoformat(), "ms").astype(np.int64))
+    seq = np.tile(np.arange(per), SYMBOLS)
+    ts = t0 + seq * 800 + np.repeat(np.arange(SYMBOLS), per)
+    close = np.round(10 * np.exp(np.cumsum(rng.normal(0, 0.002, n))), 4)
+    return pa.table(
+        {
+            "symbol": pa.array(np.repeat([f"SYM{i:03d}" for i in range(SYMBOLS)], per)),
+            "sequence": seq,
+            "start_timestamp": pa.array(ts - 400, pa.timestamp("ms", tz="UTC")),
+            "timestamp": pa.array(ts, pa.timestamp("ms", tz="UTC")),
+            "close": pa.array(close).cast(pa.decimal128(12, 4)),
+            "vwap": close * (1 + rng.normal(0, 0.001, n)),
+            "volume": rng.integers(500, 700, n),
+            "trade_count": pa.array(rng.integers(1, 40, n), pa.int32()),
+        }
+    )
+
+
+def _records(n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": f"SYM{i % SYMBOLS:03d}",
+            "sequence": i // SYMBOLS,
+            "start_timestamp": 1_700_000_000_000 + i,
+            "timestamp": 1_700_000_000_400 + i,
+            "close": int(100_000 + rng.integers(-500, 500)),
+            "vwap": 10.0,
+            "volume": 500,
+            "trade_count": 7,
+        }
+        for i in range(n)
+    ]
+
+
+def _trades(n: int, rng: np.random.Generator) -> list[dict[str, Any]]:
+    return [
+        {
+            "symbol": f"SYM{i % SYMBOLS:03d}",
+            "underlying": "X",
+            "timestamp": 1_700_000_000_000 + i,
+            "price": int(100_000 + rng.integers(-500, 500)),
+            "size": int(rng.integers(1, 60)),
+            "trade_id": str(i),
+            "oi": 100,
+        }
+        for i in range(n)
+    ]
+
+
+def _rate(process: Any, records: list[dict[str, Any]], batch: int = 1_000) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(records), batch):
+        process(records[i : i + batch])
+    return len(records) / (time.perf_counter() - started)
+
+
+def run() -> list[Result]:
+    """Train once on 20 x 100 k bars, then time both transforms."""
+    rng = np.random.default_rng(0)
+    app = load_application(ROOT / "registry")
+    model = app.models["volume_bar_direction"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for k in range(DAYS):
+            day = date(2026, 1, 1) + timedelta(days=k)
+            folder = root / model.dataset_id / f"dt={day.isoformat()}"
+            folder.mkdir(parents=True)
+            pq.write_table(_day(day, rng), folder / "part-00000.parquet", compression="zstd")
+        settings = Settings(object_store_url=root.as_uri(), state_dir=root / "state")
+        store = object_store(settings)
+        started = time.perf_counter()
+        result = train(store, model)
+        seconds = time.perf_counter() - started
+        from tradesignals_dagster.ml.store import ModelStore
+
+        ModelStore(store, model.key).promote(result.version)
+        loaded = load_promoted(model.key, settings)
+    scorer = BarScorer(loaded)
+    bars = VolumeBarAggregator(VolumeBarsConfig(bar_volume=500), price_scale=4)
+    scoring = _rate(scorer.process, _records(200_000, rng))
+    volume = _rate(bars.process, _trades(400_000, rng))
+    ratio = scoring / volume
+    acc = result.card["metrics"]["model"]["accuracy"]
+    return [
+        Result(
+            "train volume_bar_direction: 20 days x 100k bars",
+            "< 60 s",
+            seconds,
+            "s",
+            seconds < 60,
+            f"{result.card['rows']:,} labelled bars, gradient boosting; hold-out accuracy {acc:.3f} "
+            f"on a random walk ({'passed' if result.evaluation.passed else 'not promoted by the check'})",
+        ),
+        Result(
+            "scoring transform / volume bars transform (in process)",
+            ">= 0.5x",
+            ratio,
+            "x",
+            ratio >= 0.5,
+            f"scoring {scoring:,.0f} bars/s vs volume bars {volume:,.0f} trades/s; batches of 1,000, "
+            "decoded records, no Kafka",
+        ),
+    ]
