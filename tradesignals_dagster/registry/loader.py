@@ -20,7 +20,6 @@ from tradesignals_dagster.registry.checks import cross_check
 from tradesignals_dagster.registry.context import LoadContext, Located, kind_of, validate_model, value_at
 from tradesignals_dagster.registry.custom_code import check_custom_code
 from tradesignals_dagster.registry.datasets import check_datasets, load_datasets
-from tradesignals_dagster.registry.models_ml import check_models, load_models
 from tradesignals_dagster.registry.errors import Problem, RegistryError, display_path
 from tradesignals_dagster.registry.files import confined_reference
 from tradesignals_dagster.registry.identifiers import safe_id_problem
@@ -29,6 +28,7 @@ from tradesignals_dagster.registry.models import (
     StreamingPipeline,
     StreamingTopic,
 )
+from tradesignals_dagster.registry.models_ml import check_models, load_models
 from tradesignals_dagster.registry.normalise import (
     INPUT_ALIASES,
     OUTPUT_ALIASES,

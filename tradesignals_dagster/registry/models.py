@@ -15,7 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tradesignals_dagster.registry.datasets import StreamingDataset
-from tradesignals_dagster.registry.models_ml import StreamingModel
 from tradesignals_dagster.registry.files import module_path_problem
 from tradesignals_dagster.registry.identifiers import (
     INT16_MAX,
@@ -26,6 +25,7 @@ from tradesignals_dagster.registry.identifiers import (
     Subject,
     TopicName,
 )
+from tradesignals_dagster.registry.models_ml import StreamingModel
 from tradesignals_dagster.registry.tables import StreamingTable
 from tradesignals_dagster.registry.topic_configs import configs_problems
 
