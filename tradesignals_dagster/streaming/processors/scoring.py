@@ -17,7 +17,9 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradesignals_dagster.ml import features as feats
@@ -27,6 +29,7 @@ from tradesignals_dagster.streaming.processors.base import SourcePosition
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 _NUMERIC = ("sequence", "start_timestamp", "timestamp", "close", "vwap", "volume", "trade_count")
+"""Bar columns after ``symbol``, in :data:`~tradesignals_dagster.ml.features.BAR_COLUMNS` order."""
 
 
 class ScoringConfig(BaseModel):
@@ -73,11 +76,16 @@ class BarScorer:
             return []
         if not records:
             return []
-        rows, new_at = self._rows(records)
-        frame = feats.bars_frame(pa.table(rows), sort=False)
+        table, first_new = self._table(records)
+        order = pc.sort_indices(
+            table, [("symbol", "ascending"), ("timestamp", "ascending"), ("sequence", "ascending")]
+        )
+        frame = feats.bars_frame(table.take(order), sort=False)
         x = feats.matrix(feats.feature_table(frame, self.model.features))
+        where = np.empty(len(order), dtype=np.int64)
+        where[order.to_numpy()] = np.arange(len(order))
         trainer: Trainer = self.model.trainer
-        probs = trainer.predict_up(self.model.fitted, x[new_at])
+        probs = trainer.predict_up(self.model.fitted, x[where[first_new:]])
         out = []
         for rec, p in zip(records, probs, strict=True):
             out.append(
@@ -92,37 +100,24 @@ class BarScorer:
             )
         return out
 
-    def _bar(self, rec: Mapping[str, Any]) -> tuple[Any, ...]:
-        return (
-            rec["symbol"],
-            int(rec["sequence"]),
-            int(rec["start_timestamp"]),
-            int(rec["timestamp"]),
-            rec["close"] / self._scale,
-            float(rec["vwap"]),
-            float(rec["volume"]),
-            float(rec["trade_count"]),
-        )
-
-    def _rows(self, records: Sequence[Mapping[str, Any]]) -> tuple[dict[str, list[Any]], list[int]]:
-        """Columns of history + new bars grouped by symbol, and, for each record in order, the
-        row it landed on; the history is then advanced by the new bars."""
-        by_symbol: dict[str, list[int]] = {}
-        for i, rec in enumerate(records):
-            by_symbol.setdefault(rec["symbol"], []).append(i)
-        bars: list[tuple[Any, ...]] = []
-        new_at = [0] * len(records)
-        for symbol, idxs in by_symbol.items():
-            hist = self._history.setdefault(symbol, deque(maxlen=feats.LOOKBACK))
-            bars.extend(hist)
-            for i in idxs:
-                bar = self._bar(records[i])
-                new_at[i] = len(bars)
-                bars.append(bar)
-                hist.append(bar)
-            self._dirty.add(symbol)
-        columns = dict(zip(feats.BAR_COLUMNS, map(list, zip(*bars, strict=True)), strict=True))
-        return columns, new_at
+    def _table(self, records: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, int]:
+        """The batch's symbols' history rows, then the new bars in arrival order (column-wise,
+        prices unscaled), and the row the new bars start at; the history then takes the new bars."""
+        symbols = [r["symbol"] for r in records]
+        history = [bar for sym in dict.fromkeys(symbols) for bar in self._history.get(sym, ())]
+        new = {name: [r[name] for r in records] for name in _NUMERIC}
+        new["close"] = [c / self._scale for c in new["close"]]
+        columns: dict[str, list[Any]] = {"symbol": [b[0] for b in history] + symbols}
+        for i, name in enumerate(_NUMERIC, start=1):
+            columns[name] = [b[i] for b in history] + new[name]
+        rows = zip(symbols, *(new[n] for n in _NUMERIC), strict=True)
+        for bar in rows:
+            hist = self._history.get(bar[0])
+            if hist is None:
+                hist = self._history[bar[0]] = deque(maxlen=feats.LOOKBACK)
+            hist.append(bar)
+        self._dirty.update(symbols)
+        return pa.table(columns), len(history)
 
     def dirty_keys(self) -> set[str]:
         """Symbols whose history changed since the previous call."""
