@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STATE ?= .state
 
-.PHONY: install lint typecheck unit integration e2e test bench dev stack-up stack-down clean
+.PHONY: drills install lint typecheck unit integration e2e test bench dev stack-up stack-down clean
 
 install: $(VENV)/.installed
 
@@ -38,7 +38,11 @@ e2e: install
 # Lint, types, then every test; integration and e2e tests start their own Kafka broker and
 # schema registry on free loopback ports, the e2e browser test also `tradesignals dev`.
 test: lint typecheck
-	$(BIN)/pytest tests -q
+	$(BIN)/pytest tests -q -m "not drill"
+
+# Fault drills on a three-broker cluster (kill a broker, kill the bars leader repeatedly).
+drills: install
+	$(BIN)/pytest tests -q -m drill -s
 
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
