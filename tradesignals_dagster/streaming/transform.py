@@ -100,10 +100,6 @@ class BatchTransformer:
             pos = positions[start:] if positions is not None and start else positions
             try:
                 produced = self.processor.process(recs, pos)
-                if any(o.__class__ is Reject for o in produced):
-                    produced = self._rejects(produced, records, positions, start, index, rejected)
-                outputs.extend(produced)
-                break
             except Exception as exc:
                 bad = _locate(exc, records, positions, start)
                 partial = _partial_outputs(exc)
@@ -116,6 +112,11 @@ class BatchTransformer:
                 rejected.append(rejection)
                 self._check_policy(rejection)
                 start = bad + 1
+                continue
+            if any(o.__class__ is Reject for o in produced):
+                produced = self._rejects(produced, records, positions, start, index, rejected)
+            outputs.extend(produced)
+            break
         return outputs
 
     def _rejects(
