@@ -58,11 +58,14 @@ def container_desired_state(app: StreamingApplication, key: str, settings: Setti
     """What should run for pipeline ``key`` as containers (image by content tag, no host paths)."""
     image = pipeline_image_ref(app, key, settings)
     docker = app.pipelines[key].docker
+    from tradesignals_dagster.ml.deploy import model_pin, pinned_config_hash
+
+    pin = model_pin(app, key, settings)  # a scoring pipeline's promoted model version
     return DesiredState(
         key=key,
         command=(CONTAINER_PYTHON, f"{CONTAINER_APP_ROOT}/{key}/app.py"),
-        env=container_env(settings, key),
-        config_hash=config_hash(app, key),
+        env={**container_env(settings, key), **pin},
+        config_hash=pinned_config_hash(config_hash(app, key), pin),
         code_version=image.rsplit(":", 1)[1],
         image=image,
         workdir=f"{CONTAINER_APP_ROOT}/{key}",
