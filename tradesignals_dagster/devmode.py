@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 
 from tradesignals_dagster.defs.build import build_definitions
+from tradesignals_dagster.defs.keys import DATASETS_GROUP, MODELS_GROUP
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.settings import Settings
 
@@ -50,9 +51,12 @@ def dagster_env(settings: Settings, info: dict[str, str]) -> dict[str, str]:
     }
 
 
+SCHEDULED_GROUPS = frozenset({DATASETS_GROUP, MODELS_GROUP})
+
+
 def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]:
-    """Materialize every materializable, unpartitioned asset into the persistent instance;
-    returns the keys."""
+    """Materialize the streaming deployment (schemas, topics, pipelines, sinks, tables) into the
+    persistent instance; returns the keys."""
     previous = dict(os.environ)
     os.environ.update(env)
     try:
@@ -65,12 +69,15 @@ def materialize_everything(settings: Settings, env: dict[str, str]) -> list[str]
         )
         defs = build_definitions(run_settings)
         graph = defs.resolve_asset_graph()
-        # Partitioned assets (daily datasets) are materialized per partition by their schedule
-        # or a backfill, never in one unpartitioned run.
+        # The streaming deployment only: daily datasets and the models trained on them are made
+        # by their schedules once data has accumulated (a fresh stack has none to train on), and
+        # partitioned assets never run in one unpartitioned run.
         keys = [
             k
             for k in graph.get_all_asset_keys()
-            if graph.get(k).is_materializable and not graph.get(k).is_partitioned
+            if graph.get(k).is_materializable
+            and not graph.get(k).is_partitioned
+            and graph.get(k).group_name not in SCHEDULED_GROUPS
         ]
         job = defs.resolve_implicit_global_asset_job_def()
         with dg.DagsterInstance.get() as instance:
