@@ -7,6 +7,7 @@ class with the same four members, registered in :data:`TRAINERS`.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from typing import Any, Protocol
@@ -37,6 +38,14 @@ class Trainer(Protocol):
     def loads(self, data: bytes) -> Any:
         """The model back from :meth:`dumps`' bytes; :class:`CorruptArtifact` when they are not one."""
         ...
+
+
+@functools.cache
+def _thread_controller() -> Any:
+    """threadpoolctl's controller, made once: making one scans the loaded libraries (~20 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 class SklearnTrainer:
@@ -80,11 +89,9 @@ class SklearnTrainer:
         """Column 1 of ``predict_proba``."""
         if len(x) == 0:
             return np.zeros(0)
-        from threadpoolctl import threadpool_limits
-
         # One thread: scoring batches are small, and OpenMP workers spinning on a busy machine
         # cost more than they save (measured: predict 10x slower under load with the default).
-        with threadpool_limits(limits=1):
+        with _thread_controller().limit(limits=1, user_api="openmp"):
             return np.asarray(model.predict_proba(x)[:, 1], dtype=np.float64)
 
     def dumps(self, model: Any) -> bytes:
