@@ -12,6 +12,7 @@ GROUPS = [
     "registry",
     "definitions",
     "streaming",
+    "time_bars",
     "clickhouse_endpoint",
     "clickhouse_sink",
     "dataset_export",

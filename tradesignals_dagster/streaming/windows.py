@@ -146,6 +146,8 @@ class EventTimeWindows:
         pairs: Iterable[tuple[Mapping[str, Any], SourcePosition | None]] = (
             zip(records, repeat(None)) if positions is None else zip(records, positions, strict=True)
         )
+        if self.config.hop == self.config.size_ms:
+            return self._tumbling(pairs, out)
         for record, pos in pairs:
             part = 0
             if pos is not None:
@@ -158,6 +160,71 @@ class EventTimeWindows:
             reason = self._apply(record, part, out)
             if reason is not None:
                 out.append(Reject(record, reason, pos, "LateOrInvalidRecord"))
+        return out
+
+    def _tumbling(
+        self, pairs: Iterable[tuple[Mapping[str, Any], SourcePosition | None]], out: list[Any]
+    ) -> list[Any]:
+        """:meth:`process` for tumbling windows (one window per record): the same rules as
+        :meth:`_apply`, with the per-record work inlined (this is the hot loop of time bars)."""
+        size, grace = self.config.size_ms, self.config.grace_ms
+        kf, tf = self.key_field, self.time_field
+        keys, offsets, wms, dirty, heaps = (
+            self._keys,
+            self._offsets,
+            self._watermarks,
+            self._dirty,
+            self._heaps,
+        )
+        agg_start, agg_add = self.aggregation.start, self.aggregation.add
+        parts: set[int] = set()
+        cur: int | None = None
+        wm: int | None = None
+        for record, pos in pairs:
+            part = 0
+            if pos is not None:
+                part, offset = pos
+                last = offsets.get(part)
+                if last is not None and offset <= last:
+                    continue
+                offsets[part] = offset
+            if part != cur:
+                cur, wm = part, wms.get(part)
+                parts.add(part)
+            key, ts = record.get(kf), record.get(tf)
+            if key.__class__ is not str or ts.__class__ is not int:
+                reason = self._apply(record, part, out)  # says what is missing or wrong
+                out.append(Reject(record, reason or "bad record", pos, "LateOrInvalidRecord"))
+                wm = wms.get(part)
+                continue
+            start = ts - ts % size
+            state = keys.get(key)
+            if wm is not None and start + size + grace <= wm:
+                reason = self._late(key, state, part, record, [start], False, out)
+                if reason is not None:
+                    out.append(Reject(record, reason, pos, "LateOrInvalidRecord"))
+                continue
+            if state is None:
+                state = keys[key] = _Key(part)
+            acc = state.open.get(start)
+            try:
+                if acc is None:
+                    state.open[start] = [agg_start(record), 0]
+                    heapq.heappush(self._heap(state.partition), (start + size + grace, key, start))
+                else:
+                    agg_add(acc[0], record)
+            except (KeyError, TypeError, ValueError) as exc:
+                reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                out.append(Reject(record, reason, pos, "LateOrInvalidRecord"))
+                continue
+            dirty.add(key)
+            if wm is None or ts > wm:
+                wms[part] = wm = ts
+                heap = heaps.get(part)
+                if heap and heap[0][0] <= ts:
+                    self._close(part, ts, out)
+        for part in parts:
+            dirty.add(PARTITION_PREFIX + str(part))
         return out
 
     def _apply(self, record: Mapping[str, Any], part: int, out: list[Any]) -> str | None:
@@ -192,20 +259,27 @@ class EventTimeWindows:
                 return f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
             took = True
         self._dirty.add(key)
-        reason = self._late(key, state, record, late, took, out) if late else None
+        reason = self._late(key, state, part, record, late, took, out) if late else None
         if wm is None or ts > wm:
             self._watermarks[part] = ts
             self._close(part, ts, out)
         return reason
 
     def _late(
-        self, key: str, state: _Key, record: Mapping[str, Any], starts: list[int], took: bool, out: list[Any]
+        self,
+        key: str,
+        state: _Key | None,
+        part: int,
+        record: Mapping[str, Any],
+        starts: list[int],
+        took: bool,
+        out: list[Any],
     ) -> str | None:
         """Handle the windows ``record`` is too late for, by the late policy."""
         cfg = self.config
         if cfg.late == "update":
             for start in starts:
-                entry = state.closed.get(start)
+                entry = state.closed.get(start) if state is not None else None
                 if entry is None:
                     self.late_dropped += 1
                     continue
@@ -217,7 +291,7 @@ class EventTimeWindows:
                 out.append(self.aggregation.result(key, start, start + cfg.size_ms, entry[0], entry[1]))
             return None
         if cfg.late == "dead_letter" and not took:
-            wm = self._watermarks.get(state.partition)
+            wm = self._watermarks.get(part)
             return (
                 f"late record: {self.time_field} {record[self.time_field]} is past the grace of window "
                 f"[{starts[0]}, {starts[0] + cfg.size_ms}) (watermark {wm}, grace_ms {cfg.grace_ms})"

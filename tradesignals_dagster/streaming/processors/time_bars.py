@@ -40,17 +40,24 @@ class TimeBarsConfig(BaseModel):
 class OhlcvAggregation:
     """The OHLCV accumulator of one window (a JSON list, see the layout above)."""
 
-    def __init__(self, price_scale: int = 4) -> None:
+    def __init__(self, price_scale: int = 4, time_field: str = "timestamp") -> None:
         self.factor = 10**price_scale
+        self.time_field = time_field
 
     def start(self, record: Mapping[str, Any]) -> list[Any]:
         """A window holding only ``record``."""
-        ts, price, size, oi = _fields(record)
+        ts, price, size = record[self.time_field], record["price"], record["size"]
+        if price.__class__ is not int or size.__class__ is not int or size < 0:
+            raise ValueError(_bad(price, size))
+        oi = record.get("oi") or 0
         return [ts, price, price, price, ts, price, size, price * size, 1, oi]
 
     def add(self, acc: list[Any], record: Mapping[str, Any]) -> None:
         """Add ``record`` to window ``acc``."""
-        ts, price, size, oi = _fields(record)
+        ts, price, size = record[self.time_field], record["price"], record["size"]
+        if price.__class__ is not int or size.__class__ is not int or size < 0:
+            raise ValueError(_bad(price, size))
+        oi = record.get("oi") or 0
         if ts < acc[_OPEN_TS]:
             acc[_OPEN_TS], acc[_OPEN] = ts, price
         if ts >= acc[_CLOSE_TS]:
@@ -83,14 +90,11 @@ class OhlcvAggregation:
         }
 
 
-def _fields(record: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """timestamp, price, size, oi of a trade; ValueError says what is wrong."""
-    ts, price, size, oi = record["timestamp"], record["price"], record["size"], record.get("oi", 0)
+def _bad(price: Any, size: Any) -> str:
+    """Why a trade with this price and size cannot be applied."""
     if price.__class__ is not int:
-        raise ValueError(f"price must be a scaled int, got {type(price).__name__} {price!r}")
-    if size.__class__ is not int or size < 0:
-        raise ValueError(f"size must be a non-negative int, got {size!r}")
-    return ts, price, size, int(oi or 0)
+        return f"price must be a scaled int, got {type(price).__name__} {price!r}"
+    return f"size must be a non-negative int, got {size!r}"
 
 
 def build_time_bars(ctx: BuildContext) -> EventTimeWindows:
@@ -100,5 +104,5 @@ def build_time_bars(ctx: BuildContext) -> EventTimeWindows:
     key_field = ctx.key_field or "symbol"
     ctx.require_field(key_field, "runtime.key_field")
     ctx.require_field(config.time_field, "time_field")
-    aggregation = OhlcvAggregation(ctx.decimal_scale("price"))
+    aggregation = OhlcvAggregation(ctx.decimal_scale("price"), config.time_field)
     return EventTimeWindows(config.window, aggregation, key_field=key_field, time_field=config.time_field)
