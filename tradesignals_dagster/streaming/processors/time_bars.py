@@ -53,22 +53,24 @@ class OhlcvAggregation:
         return [ts, price, price, price, ts, price, size, price * size, 1, oi]
 
     def add(self, acc: list[Any], record: Mapping[str, Any]) -> None:
-        """Add ``record`` to window ``acc``."""
+        """Add ``record`` to window ``acc`` (indexes are literal: the per-trade hot path)."""
         ts, price, size = record[self.time_field], record["price"], record["size"]
         if price.__class__ is not int or size.__class__ is not int or size < 0:
             raise ValueError(_bad(price, size))
-        oi = record.get("oi") or 0
-        if ts < acc[_OPEN_TS]:
-            acc[_OPEN_TS], acc[_OPEN] = ts, price
-        if ts >= acc[_CLOSE_TS]:
-            acc[_CLOSE_TS], acc[_CLOSE], acc[_OI] = ts, price, oi
-        if price > acc[_HIGH]:
-            acc[_HIGH] = price
-        if price < acc[_LOW]:
-            acc[_LOW] = price
-        acc[_VOLUME] += size
-        acc[_NOTIONAL] += price * size
-        acc[_COUNT] += 1
+        if ts < acc[0]:  # _OPEN_TS, _OPEN
+            acc[0] = ts
+            acc[1] = price
+        if ts >= acc[4]:  # _CLOSE_TS, _CLOSE, _OI
+            acc[4] = ts
+            acc[5] = price
+            acc[9] = record.get("oi") or 0
+        if price > acc[2]:  # _HIGH
+            acc[2] = price
+        elif price < acc[3]:  # _LOW
+            acc[3] = price
+        acc[6] += size  # _VOLUME
+        acc[7] += price * size  # _NOTIONAL
+        acc[8] += 1  # _COUNT
 
     def result(self, key: str, start: int, end: int, acc: list[Any], revision: int) -> dict[str, Any]:
         """The ``option_trades_time_bars`` record of a window."""
