@@ -47,15 +47,29 @@ def test_dg_check_defs_passes_on_the_flagship(tmp_path: Path) -> None:
 def test_dg_list_defs_lists_the_flagship_graph_with_groups(tmp_path: Path) -> None:
     assets = listed_assets(tmp_path)
     groups = {key: a["group_name"] for key, a in assets.items()}
-    assert groups == {
-        "feeds/option_trades_ingest_feed": "feeds",
-        "pipelines/option_trades_ingest": "pipelines",
-        "pipelines/option_trade_volume_bars": "pipelines",
-        "schemas/option_trades-value": "schemas",
-        "schemas/option_trades_aggs-value": "schemas",
-        "kafka/option_trades": "topics",
-        "kafka/option_trades_aggs": "topics",
+    role = {
+        "feeds": "feeds",
+        "pipelines": "pipelines",
+        "schemas": "schemas",
+        "kafka": "topics",
+        "sinks": "warehouse",
+        "clickhouse": "warehouse",
+        "datasets": "datasets",
+        "models": "models",
     }
+    assert {key: role[key.split("/")[0]] for key in groups} == groups  # every asset in its role's group
+    for expected in (
+        "feeds/option_trades_ingest_feed",
+        "pipelines/option_trades_ingest",
+        "pipelines/option_trade_volume_bars",
+        "schemas/option_trades-value",
+        "kafka/option_trades",
+        "kafka/option_trades_aggs",
+        "sinks/option_trades_aggs_sink",
+        "clickhouse/option_trades_aggs_table",
+        "datasets/option_volume_bars",
+    ):
+        assert expected in groups, sorted(groups)
     assert all(a["description"] and a["kinds"] for a in assets.values())
 
 
