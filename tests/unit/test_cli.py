@@ -13,7 +13,7 @@ CLI = str(Path(sys.executable).parent / "tradesignals")
 def test_console_script_validates_the_flagship_registry() -> None:
     proc = subprocess.run([CLI, "validate"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "registry: valid - 2 topic(s), 2 schema(s), 2 pipeline(s)" in proc.stdout
+    assert "registry: valid - 4 topic(s), 4 schema(s), 4 pipeline(s)" in proc.stdout
 
 
 def test_console_script_exits_2_without_traceback_on_bad_yaml(tmp_path: Path) -> None:
