@@ -115,23 +115,29 @@ def run_dev(settings: Settings, port: int = 3000, keep_running: bool = False, ui
 
     print("starting the local stack (Kafka, schema registry)...", flush=True)
     info = stack_up(settings)
-    print(f"  kafka {info['bootstrap_servers']}, schema registry {info['schema_registry_url']}", flush=True)
-    env = dagster_env(settings, info)
-    print("materializing schemas, topics, pipelines, ClickHouse tables and their sinks...", flush=True)
-    for key in materialize_everything(settings, env):
-        print(f"  {key}", flush=True)
-    if not ui:
-        return 0
-    print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
-    proc = subprocess.Popen(dg_dev_command(port), env=env)
+    leave_up = keep_running or not ui  # --no-ui brings everything up and leaves it running
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        return 0
+        kafka, registry = info["bootstrap_servers"], info["schema_registry_url"]
+        print(f"  kafka {kafka}, schema registry {registry}", flush=True)
+        env = dagster_env(settings, info)
+        print("materializing schemas, topics, pipelines, ClickHouse tables and their sinks...", flush=True)
+        for key in materialize_everything(settings, env):
+            print(f"  {key}", flush=True)
+        if not ui:
+            return 0
+        print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+        proc = subprocess.Popen(dg_dev_command(port), env=env)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=30)
+            return 0
+    except BaseException:
+        leave_up = keep_running  # a failed start leaves nothing running behind it
+        raise
     finally:
-        if not keep_running:
+        if not leave_up:
             runtime = runtime_for(settings)
             for status in runtime.list():
                 runtime.stop(status.key)

@@ -54,6 +54,21 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
             yield running
         finally:
             _stop(proc)
+            _leave_nothing_running(running.state)
+
+
+def _leave_nothing_running(state: Path) -> None:
+    """Stop whatever the product left under its state dir (a failed start must not leave a
+    stack and pipelines eating the CPU of every later test)."""
+    from tradesignals_dagster.deploy.operations import runtime_for
+    from tradesignals_dagster.settings import Settings
+    from tradesignals_dagster.stack.stack import stack_down
+
+    settings = Settings(state_dir=state)
+    runtime = runtime_for(settings)
+    for status in runtime.list():
+        runtime.stop(status.key, timeout=20)
+    stack_down(settings)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
