@@ -288,6 +288,7 @@ def pipeline_files(spec: PipelineSpec, in_schema: dict[str, Any], registry_rel: 
         f"Scaffolded by `tradesignals new pipeline {pid} --input-topic {spec.input_topic} "
         f"--output-topic {spec.output_topic} --template {spec.template}`.\n\n"
         "* `app.py` - `build(ctx)` returns the processor\n* `config.yaml` - its settings\n"
+        "* `records.py` - TypedDicts of the input and output records (editor completion, mypy)\n"
         f"* `test_{pid}.py` - run it: `pytest pipelines/{pid}/test_{pid}.py`\n"
         f"* try it on a file: `tradesignals pipelines replay {pid} --input in.jsonl --output out.jsonl`\n"
     )
@@ -297,7 +298,51 @@ def pipeline_files(spec: PipelineSpec, in_schema: dict[str, Any], registry_rel: 
         "README.md": readme,
         "Dockerfile": DOCKERFILE,
         f"test_{pid}.py": _test(spec, registry_rel, _sample(in_schema, spec)),
+        "records.py": typed_records({"InputRecord": in_schema, "OutputRecord": schema_stub(spec, in_schema)}),
     }
+
+
+_PY_TYPES = {"string": "str", "int": "int", "long": "int", "float": "float", "double": "float",
+             "boolean": "bool", "bytes": "bytes", "null": "None"}  # fmt: skip
+
+
+def _py_type(avro: Any) -> str:
+    """The Python type a processor sees for an Avro type (decimals as scaled ints)."""
+    if isinstance(avro, list):
+        return " | ".join(_py_type(t) for t in avro)
+    if isinstance(avro, dict):
+        if avro.get("logicalType") == "decimal":
+            return "int"
+        if avro.get("type") in ("array",):
+            return f"list[{_py_type(avro.get('items'))}]"
+        if avro.get("type") == "map":
+            return f"dict[str, {_py_type(avro.get('values'))}]"
+        return _py_type(avro.get("type"))
+    return _PY_TYPES.get(str(avro), "Any")
+
+
+def typed_records(schemas: dict[str, dict[str, Any]]) -> str:
+    """``records.py``: a TypedDict per schema, for editor completion and mypy in app.py."""
+    body: list[str] = []
+    for name, schema in schemas.items():
+        body += [
+            "",
+            "",
+            f"class {name}(TypedDict):",
+            f'    """A record of {schema.get("name", name)}."""',
+            "",
+        ]
+        body += [f"    {f['name']}: {_py_type(f['type'])}" for f in schema.get("fields", [])]
+    uses_any = any(": Any" in line or "[Any" in line or "| Any" in line for line in body)
+    head = [
+        '"""Record types of this pipeline\'s topics, from their Avro schemas (decimals are scaled ints,',
+        'timestamps epoch ms). Written by `tradesignals new pipeline`; regenerate after a schema change."""',
+        "",
+        "from typing import Any, TypedDict" if uses_any else "from typing import TypedDict",
+        "",
+        "__all__ = [" + ", ".join(json.dumps(n) for n in schemas) + "]",
+    ]
+    return "\n".join([*head, *body, ""])
 
 
 def schema_stub(spec: PipelineSpec, in_schema: dict[str, Any]) -> dict[str, Any]:

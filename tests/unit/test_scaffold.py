@@ -67,8 +67,12 @@ def test_window_pipeline_is_scaffolded_registered_and_its_test_passes(project: P
         "README.md",
         "app.py",
         "config.yaml",
+        "records.py",
         "test_trade_counts.py",
     ]
+    records = (folder / "records.py").read_text()
+    assert "class InputRecord(TypedDict):" in records and "    price: int" in records
+    assert "class OutputRecord(TypedDict):" in records and "    window_start: int" in records
     assert (project / "registry" / "schemas" / "trade_counts_1s.avsc").is_file()
     for name, text in before.items():  # every original line kept, in order (comments and layout)
         after = (project / "registry" / name).read_text().splitlines()
