@@ -23,7 +23,7 @@ from tradesignals_dagster.settings import Settings
 
 # The first test also waits for `tradesignals dev` to come up (stack, materializations, dg dev):
 # minutes on two shared cores, beyond the suite's 300 s default.
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.browser]
 
 FLAGSHIP_TOPIC = "option_trades_aggs"
 PLOTTED_PIPELINE = "option_trades_ingest"

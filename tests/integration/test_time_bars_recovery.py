@@ -48,15 +48,15 @@ def add_time_bars(env: PipelineEnv) -> str:
     doc = yaml.safe_load((reg / "pipelines.yaml").read_text())
     topics, pipes = doc["StreamingApplication"]["Topics"], doc["StreamingApplication"]["Pipelines"]
     out, key = f"{env.prefix}_tbars", f"{env.prefix}_tbars_pipe"
-    topics[out] = {**topics[env.trades], "value_schema_id": "option_trades_time_bars"}
+    topics[out] = {**topics[env.trades], "value_schema_id": "option_ohlcv_1s"}
     pipes[key] = {
         "input": {"type": "kafka", "kafka_topic_id": env.trades, "consumer_group_id": f"{env.prefix}_tgroup"},
         "output": {"topic_id": out, "publisher_id": "tradesignals", "entitlements": ["internal"]},
     }
     (reg / "pipelines.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    schema = yaml.safe_load((PROJECT / "registry" / "schemas" / "option_trades_time_bars.yaml").read_text())
+    schema = yaml.safe_load((PROJECT / "registry" / "schemas" / "option_ohlcv_1s.yaml").read_text())
     schema.pop("subject", None)
-    (reg / "schemas" / "option_trades_time_bars.yaml").write_text(yaml.safe_dump(schema))
+    (reg / "schemas" / "option_ohlcv_1s.yaml").write_text(yaml.safe_dump(schema))
     folder = env.settings.pipelines_dir / key
     folder.mkdir()
     shutil.copy(PROJECT / "pipelines" / "option_trade_time_bars" / "app.py", folder / "app.py")

@@ -38,7 +38,7 @@ def test_flagship_registry_loads_with_its_pipelines() -> None:
     assert set(app.topics) == {
         "option_trades",
         "option_trades_aggs",
-        "option_trades_time_bars",
+        "option_ohlcv_1s",
         "option_bar_signals",
     }
     assert set(app.pipelines) == {

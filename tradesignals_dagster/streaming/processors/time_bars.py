@@ -73,7 +73,7 @@ class OhlcvAggregation:
         acc[8] += 1  # _COUNT
 
     def result(self, key: str, start: int, end: int, acc: list[Any], revision: int) -> dict[str, Any]:
-        """The ``option_trades_time_bars`` record of a window."""
+        """The ``option_ohlcv_1s`` record of a window."""
         volume = acc[_VOLUME]
         vwap = acc[_NOTIONAL] / (volume * self.factor) if volume else acc[_CLOSE] / self.factor
         return {
