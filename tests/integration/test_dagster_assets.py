@@ -57,8 +57,7 @@ def env(stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Se
     monkeypatch.setenv("TRADESIGNALS_BOOTSTRAP_SERVERS", stack.bootstrap_servers)
     monkeypatch.setenv("TRADESIGNALS_SCHEMA_REGISTRY_URL", stack.schema_registry_url)
     settings = Settings(
-        registry=reg,
-        pipelines_dir=tmp_path / "pipelines",
+        registry=reg,  # no pipelines/ beside it: a registry kept apart from pipeline code
         state_dir=tmp_path / "state",
         bootstrap_servers=stack.bootstrap_servers,
         schema_registry_url=stack.schema_registry_url,
