@@ -253,6 +253,7 @@ def test_cli_apply_on_the_flagship_registry_then_nothing_to_do(
     root = Path(__file__).parent.parent.parent
     monkeypatch.setenv("TRADESIGNALS_BOOTSTRAP_SERVERS", stack.bootstrap_servers)
     monkeypatch.setenv("TRADESIGNALS_SCHEMA_REGISTRY_URL", stack.schema_registry_url)
+    monkeypatch.setenv("TRADESIGNALS_CLICKHOUSE_URL", stack.info["clickhouse_url"])  # the flagship's tables
     args = [
         "--registry",
         str(root / "registry"),
