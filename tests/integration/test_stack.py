@@ -194,7 +194,7 @@ def test_stack_down_leaves_no_process(tmp_path: Path, kafka_jar_dir: Path) -> No
         assert stack_status(settings)["running"] is True
     finally:
         stopped = stack_down(settings)
-    assert stopped == {"clickhouse": True, "schema_registry": True, "kafka": True}
+    assert stopped == {"clickhouse": True, "schema_registry": True, "kafka": True, "s3": True}
     for component in ("kafka", "schema_registry", "clickhouse"):
         assert not pid_alive(info[component]["pid"])
         assert not tcp_open(info[component]["port"])
