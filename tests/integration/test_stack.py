@@ -205,7 +205,12 @@ def test_stack_down_leaves_no_process(tmp_path: Path, kafka_jar_dir: Path) -> No
     assert status["kafka"]["running"] is False
     assert status["schema_registry"]["running"] is False
     assert status["clickhouse"]["running"] is False
-    assert stack_down(settings) == {"clickhouse": False, "schema_registry": False, "kafka": False, "s3": False}
+    assert stack_down(settings) == {
+        "clickhouse": False,
+        "schema_registry": False,
+        "kafka": False,
+        "s3": False,
+    }
 
 
 def test_missing_java_and_maven_are_reported(tmp_path: Path) -> None:
