@@ -165,7 +165,7 @@ def test_a_pipeline_that_cannot_start_is_reported_and_nothing_else_changes(
     env = write_env(world_readable_root / "env", stack, bars_config={"bar_volume": -5})
     settings = docker_settings(env, "unused", source_snapshot)
     runtime = runtime_for(settings)
-    with pytest.raises(DeployError, match=r"exited during start-up with 2.*bar_volume"):
+    with pytest.raises(DeployError, match=r"(?s)exited during start-up with 2.*bar_volume"):
         deploy_pipeline(env.app, env.bars_pipeline, settings, ControlPlane.from_settings(settings), runtime)
     assert runtime.status(env.bars_pipeline).state == "crashed"
     runtime.stop(env.bars_pipeline)
