@@ -35,7 +35,9 @@ from test_pipelines_support import (
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.testing import build_processor, run_records
 
-SYMBOLS, SEED, COUNT = 30, 31, 20_000
+# Enough trades that a kill soon after the first commit lands mid-stream even on a fast machine
+# (the pipeline does tens of thousands of trades a second).
+SYMBOLS, SEED, COUNT = 30, 31, 100_000
 CONFIG = {
     "window": {"size_ms": 1000, "grace_ms": 200, "late": "dead_letter"},
     "runtime": {"batch_size": 250, "identity_fields": ["symbol", "window_start", "revision"]},
@@ -97,7 +99,7 @@ def test_sigkill_and_restart_gives_the_time_bars_of_an_uninterrupted_run(tmp_pat
     for _ in range(2):
         proc = start_process(env, key)
         wait_for(partial(advanced, proc), 60, interval=0.02, what="the pipeline to commit a batch")
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.1))
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         assert progress[0] < sum(ends.values()), "the kill came after the last trade; use more trades"
@@ -119,7 +121,7 @@ def test_sigkill_and_restart_gives_the_time_bars_of_an_uninterrupted_run(tmp_pat
         result = run_records(reference, [t for _, t in items], positions=[(part, o) for o, _ in items])
         assert result.rejected == []
         expected |= {(b["symbol"], b["window_start"], b["revision"]): b for b in result.outputs}
-    assert len(expected) > 300  # ~20 s of event time x 30 symbols, minus the still-open windows
+    assert len(expected) > 300  # ~100 s of event time x 30 symbols, minus the still-open windows
 
     bar_msgs = read_topic(env, env.extra["tbars"])
     copies: dict[str, set[bytes]] = defaultdict(set)
