@@ -10,7 +10,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from tradesignals_dagster.warehouse.errors import WarehouseError
-from tradesignals_dagster.warehouse.inserter import Inserter, Message, RetryLater, UnclassifiedError
+from tradesignals_dagster.warehouse.inserter import Batch, Inserter, RetryLater, UnclassifiedError
 
 SCHEMA = {"type": "record", "name": "R", "fields": [{"name": "n", "type": "long"}]}
 
@@ -28,7 +28,7 @@ class Refusing:
 def _insert(error: Exception) -> None:
     inserter = Inserter(Refusing(error), "db.t", "topic", {"n"}, lambda _id: SCHEMA)  # type: ignore[arg-type]
     value = b"\x00" + (1).to_bytes(4, "big") + b"\x02"
-    inserter.insert(0, [Message(5, value, b"id")])
+    inserter.insert(0, Batch([5], [value], [b"id"]))
 
 
 def _coded(message: str, code: int) -> DatabaseError:

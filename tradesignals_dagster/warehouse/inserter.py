@@ -14,19 +14,22 @@ same tokens, and ClickHouse drops the ones it already has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from tradesignals_dagster.warehouse.errors import WarehouseError
 from tradesignals_dagster.warehouse.frames import (
-    container_file,
-    encode_row,
+    HEADER_BYTES,
+    MAGIC,
+    container_of,
+    encode_rows,
     frame_of,
     wrapper_schema,
-    zigzag,
 )
 
 FATAL_CODES = frozenset({60, 81, 192, 497, 516})
@@ -37,11 +40,40 @@ TRANSIENT_CODES = frozenset({159, 160, 202, 209, 210, 241, 242, 252, 285, 394, 4
 
 @dataclass
 class Message:
-    """What the sink keeps of one Kafka message."""
+    """What the sink keeps of one Kafka message (a dead letter's content)."""
 
     offset: int
     value: bytes | None
     ts_id: bytes
+
+
+@dataclass
+class Batch:
+    """One partition's messages, column-wise (the sink appends, the inserter slices)."""
+
+    offsets: list[int] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    ts_ids: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def message(self, i: int) -> Message:
+        return Message(self.offsets[i], self.values[i], self.ts_ids[i])
+
+    def part(self, start: int, stop: int) -> Batch:
+        return Batch(self.offsets[start:stop], self.values[start:stop], self.ts_ids[start:stop])
+
+    def take(self, indices: list[int]) -> Batch:
+        return Batch(
+            [self.offsets[i] for i in indices],
+            [self.values[i] for i in indices],
+            [self.ts_ids[i] for i in indices],
+        )
+
+    @classmethod
+    def of(cls, messages: list[Message]) -> Batch:
+        return cls([m.offset for m in messages], [m.value for m in messages], [m.ts_id for m in messages])
 
 
 @dataclass(frozen=True)
@@ -99,41 +131,54 @@ class Inserter:
                 self._wrapped[schema_id] = (wrapped, names)
         return self._wrapped[schema_id]
 
-    def insert(self, partition: int, messages: list[Message]) -> list[DeadLetter]:
-        """Insert ``messages`` (one partition, ascending offsets); return the dead letters."""
+    def insert(self, partition: int, batch: Batch | list[Message]) -> list[DeadLetter]:
+        """Insert ``batch`` (one partition, ascending offsets); return the dead letters."""
+        if isinstance(batch, list):
+            batch = Batch.of(batch)
+        values = pa.array(batch.values, pa.binary())
+        schema_id = _one_schema_id(values)
+        if schema_id is not None:
+            writer = self._writer(schema_id)
+            if not isinstance(writer, str):
+                return self._insert_run(partition, writer, batch, values)
         dead: list[DeadLetter] = []
-        runs: list[tuple[int, list[Message]]] = []
-        for msg in messages:
-            framed = frame_of(msg.value)
+        runs: list[tuple[int, list[int]]] = []
+        for i, value in enumerate(batch.values):
+            framed = frame_of(value)
             if framed.schema_id is None:
-                dead.append(DeadLetter(msg, framed.reason or "unreadable", "framing"))
+                dead.append(DeadLetter(batch.message(i), framed.reason or "unreadable", "framing"))
                 continue
             writer = self._writer(framed.schema_id)
             if isinstance(writer, str):
-                dead.append(DeadLetter(msg, writer, "schema"))
+                dead.append(DeadLetter(batch.message(i), writer, "schema"))
                 continue
             if runs and runs[-1][0] == framed.schema_id:
-                runs[-1][1].append(msg)
+                runs[-1][1].append(i)
             else:
-                runs.append((framed.schema_id, [msg]))
-        prefix = zigzag(partition)
-        for schema_id, run in runs:
+                runs.append((framed.schema_id, [i]))
+        for schema_id, indices in runs:
             writer = self._writer(schema_id)
             assert not isinstance(writer, str)
-            dead.extend(self._insert_run(partition, prefix, writer, run))
+            dead.extend(self._insert_run(partition, writer, batch.take(indices)))
         return sorted(dead, key=lambda d: d.message.offset)
 
     def _insert_run(
-        self, partition: int, prefix: bytes, writer: tuple[dict[str, Any], list[str]], run: list[Message]
+        self,
+        partition: int,
+        writer: tuple[dict[str, Any], list[str]],
+        run: Batch,
+        values: pa.Array | None = None,
     ) -> list[DeadLetter]:
         schema, names = writer
-        rows = [encode_row(m.ts_id, prefix, m.offset, m.value or b"") for m in run]
-        token = f"{self.topic}:{partition}:{run[0].offset}-{run[-1].offset}"
+        if values is None:
+            values = pa.array(run.values, pa.binary())
+        body = encode_rows(run.ts_ids, partition, run.offsets, values)
+        token = f"{self.topic}:{partition}:{run.offsets[0]}-{run.offsets[-1]}"
         try:
             self.client.raw_insert(
                 self.table,
                 names,
-                container_file(schema, rows),
+                container_of(schema, len(run), body),
                 fmt="Avro",
                 settings={"insert_deduplication_token": token, "insert_deduplicate": 1},
             )
@@ -154,13 +199,29 @@ class Inserter:
             if len(run) == 1:
                 return [
                     DeadLetter(
-                        run[0], f"ClickHouse refused the row (code {code}): {_first_line(exc)}", "insert"
+                        run.message(0),
+                        f"ClickHouse refused the row (code {code}): {_first_line(exc)}",
+                        "insert",
                     )
                 ]
         half = len(run) // 2
-        return self._insert_run(partition, prefix, writer, run[:half]) + self._insert_run(
-            partition, prefix, writer, run[half:]
+        return self._insert_run(partition, writer, run.part(0, half), values.slice(0, half)) + (
+            self._insert_run(partition, writer, run.part(half, len(run)), values.slice(half))
         )
+
+
+def _one_schema_id(array: pa.Array) -> int | None:
+    """The writer schema id when every value is Confluent-framed with the same one, else None
+    (the common case, checked column-wise; anything else takes the per-message path)."""
+    if not len(array):
+        return None
+    if array.null_count or pc.min(pc.binary_length(array)).as_py() < HEADER_BYTES:
+        return None
+    headers = pc.unique(pc.binary_slice(array, 0, HEADER_BYTES))
+    if len(headers) != 1:
+        return None
+    header = headers[0].as_py()
+    return int.from_bytes(header[1:HEADER_BYTES], "big") if header[0] == MAGIC else None
 
 
 def _first_line(exc: Exception) -> str:

@@ -7,7 +7,13 @@ bytes or time (``Tables.<id>.sink``). A flush of partition p covering offsets [f
 1. commits offset f to Kafka with metadata ``pending:f-l`` (the batch about to be inserted);
 2. inserts it with the token ``<topic>:p:f-l`` (see :mod:`.inserter`), retrying with backoff
    while ClickHouse is down;
-3. commits offset l+1 with empty metadata, only after ClickHouse acknowledged.
+3. commits offset l+1 with empty metadata, only after ClickHouse acknowledged (or, when the next
+   batch of p is flushed, step 1 of that batch does it: its first offset is l+1).
+
+One insert is in flight at a time, in a worker thread, while the main thread keeps consuming
+and buffering the next batch; a flush first waits for the previous insert (and writes its dead
+letters) before it records the next pending range, so there is never more than one pending range
+per partition.
 
 After a crash the consumer resumes at the committed offset. If its metadata says
 ``pending:f-l``, the first batch of that partition is cut at exactly l again, so it repeats the
@@ -24,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +45,9 @@ from tradesignals_dagster.streaming.metrics import MetricsServer, PipelineMetric
 from tradesignals_dagster.warehouse.client import clickhouse_client
 from tradesignals_dagster.warehouse.errors import WarehouseError
 from tradesignals_dagster.warehouse.inserter import (
+    Batch,
     DeadLetter,
     Inserter,
-    Message,
     RetryLater,
     UnclassifiedError,
 )
@@ -86,7 +93,7 @@ class StopDuringOutage(TradesignalsError):
 class Buffer:
     """Messages of one partition waiting for their insert."""
 
-    messages: list[Message] = field(default_factory=list)
+    messages: Batch = field(default_factory=Batch)
     nbytes: int = 0
     since: float = 0.0
     cut_at: int | None = None  # a replayed batch must end exactly here
@@ -130,6 +137,9 @@ class TableSink:
                 f"table {table.qualified()} does not exist: run `tradesignals apply --table {table.key}`"
             )
         self.inserter = Inserter(self.client, table.qualified(), self.topic, columns, registry.schema_by_id)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"insert-{table.key}")
+        self._inflight: tuple[Future[list[tuple[int, DeadLetter]]], dict[int, Batch], float] | None = None
+        self._inserted: dict[int, Batch] = {}  # acknowledged, offset l+1 not yet committed
 
     def stop(self, reason: str = "") -> None:
         """Finish the current flush, insert what is buffered, commit, and return from :meth:`run`."""
@@ -147,6 +157,7 @@ class TableSink:
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self.flush([tp.partition for tp in partitions if tp.partition in self.buffers])
+        self.drain()
         for tp in partitions:
             self.buffers.pop(tp.partition, None)
 
@@ -156,82 +167,137 @@ class TableSink:
         cfg = self.table.sink
         try:
             while not self._stop.is_set():
-                for msg in self.consumer.consume(num_messages=10_000, timeout=0.1):
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise TradesignalsError(f"Kafka consumer failed: {err}")
-                        if err.code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer error", extra={"error": str(err)})
-                        continue
-                    self._add(msg)
+                self._add_all(self.consumer.consume(num_messages=10_000, timeout=0.1))
                 now = time.monotonic()
                 due = [
                     p
                     for p, b in self.buffers.items()
-                    if b.messages
-                    and b.cut_at is None
-                    and (
-                        now - b.since >= cfg.flush_interval_s
-                        or len(b.messages) >= cfg.batch_rows
-                        or b.nbytes >= cfg.batch_bytes
-                    )
+                    if b.messages.offsets and b.cut_at is None and now - b.since >= cfg.flush_interval_s
                 ]
                 if due:
                     self.flush(due)
-            self.flush([p for p, b in self.buffers.items() if b.messages and b.cut_at is None])
+                elif self._inflight is not None and self._inflight[0].done():
+                    self.drain()  # commit past the acknowledged insert now, not at the next flush
+            self.flush([p for p, b in self.buffers.items() if b.messages.offsets and b.cut_at is None])
+            self.drain()
         finally:
+            self._worker.shutdown(wait=True, cancel_futures=True)
             self.consumer.close()
             self.producer.flush(10)
         return 0
 
-    def _add(self, msg: Any) -> None:
+    def _add_all(self, msgs: list[Any]) -> None:
+        """Buffer consumed messages (the per-message hot path: appends only)."""
+        buffers, rows_limit, bytes_limit = (
+            self.buffers,
+            self.table.sink.batch_rows,
+            self.table.sink.batch_bytes,
+        )
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.fatal():
+                    raise TradesignalsError(f"Kafka consumer failed: {err}")
+                if err.code() != KafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": str(err)})
+                continue
+            partition = msg.partition()
+            buf = buffers.get(partition)
+            if buf is None:
+                buf = buffers[partition] = Buffer()
+            if buf.cut_at is not None:
+                self._add_replayed(buf, msg)
+                continue
+            batch, value = buf.messages, msg.value()
+            if not batch.offsets:
+                buf.since = time.monotonic()
+            batch.offsets.append(msg.offset())
+            batch.values.append(value)
+            batch.ts_ids.append(self._identity(msg))
+            buf.nbytes += len(value) if value else 0
+            if len(batch.offsets) >= rows_limit or buf.nbytes >= bytes_limit:
+                self.flush([partition])
+
+    def _identity(self, msg: Any) -> bytes:
+        """The message's ts-id header (the runtime puts it last), else its topic position."""
+        headers = msg.headers()
+        if headers:
+            key, val = headers[-1]
+            if key == IDENTITY_HEADER and val:
+                return bytes(val)
+            for key, val in headers:
+                if key == IDENTITY_HEADER and val:
+                    return bytes(val)
+        return f"{self.topic}:{msg.partition()}:{msg.offset()}".encode()
+
+    def _add_replayed(self, buf: Buffer, msg: Any) -> None:
+        """Buffer a message of a replayed batch, which must be cut exactly where it was cut."""
         partition, offset, value = msg.partition(), msg.offset(), msg.value()
-        buf = self.buffers.setdefault(partition, Buffer())
-        if buf.cut_at is not None and offset > buf.cut_at and buf.messages:
+        assert buf.cut_at is not None
+        if offset > buf.cut_at and buf.messages.offsets:
             self.flush([partition])  # the replayed batch ended at a gap: cut it where it was cut
-        ts_id = b""
-        for key, val in msg.headers() or ():
-            if key == IDENTITY_HEADER and val is not None:
-                ts_id = val
-                break
-        if not ts_id:
-            ts_id = f"{self.topic}:{partition}:{offset}".encode()
-        if not buf.messages:
-            buf.since = time.monotonic()
-        buf.messages.append(Message(offset, value, ts_id))
+            buf = self.buffers[partition]
+        if buf.cut_at is None:
+            self._add_all([msg])
+            return
+        buf.messages.offsets.append(offset)
+        buf.messages.values.append(value)
+        buf.messages.ts_ids.append(self._identity(msg))
         buf.nbytes += len(value or b"")
-        if (buf.cut_at is not None and offset >= buf.cut_at) or (
-            buf.cut_at is None
-            and (len(buf.messages) >= self.table.sink.batch_rows or buf.nbytes >= self.table.sink.batch_bytes)
-        ):
+        if offset >= buf.cut_at:
             self.flush([partition])
 
     def flush(self, partitions: Sequence[int]) -> None:
-        """Insert the buffered batches of ``partitions`` exactly once and commit past them."""
-        batches = {p: self.buffers[p].messages for p in partitions if self.buffers[p].messages}
+        """Start the exactly-once insert of the buffered batches of ``partitions``.
+
+        Waits for the insert in flight first; commits the new pending ranges (and the end of
+        the previous insert's batches), then hands the batches to the insert worker.
+        """
+        batches = {p: self.buffers[p].messages for p in partitions if self.buffers[p].messages.offsets}
         if not batches:
             return
-        started = time.monotonic()
-        self._commit(
-            {p: (m[0].offset, pending_metadata(m[0].offset, m[-1].offset)) for p, m in batches.items()}
-        )
-        dead: list[tuple[int, DeadLetter]] = []
-        for p, messages in batches.items():
-            dead.extend((p, d) for d in self._insert_with_retry(p, messages))
-        if dead:
-            self._dead_letters(dead)
-        self._commit({p: (m[-1].offset + 1, "") for p, m in batches.items()})
-        rows = sum(len(m) for m in batches.values())
+        self._settle()
+        offsets = {p: (b.offsets[-1] + 1, "") for p, b in self._inserted.items()}
+        offsets |= {
+            p: (b.offsets[0], pending_metadata(b.offsets[0], b.offsets[-1])) for p, b in batches.items()
+        }
+        self._commit(offsets)
+        self._inserted = {}
         for p in batches:
             self.buffers[p] = Buffer()
+        self._inflight = (self._worker.submit(self._insert_all, batches), batches, time.monotonic())
+
+    def _insert_all(self, batches: dict[int, Batch]) -> list[tuple[int, DeadLetter]]:
+        dead: list[tuple[int, DeadLetter]] = []
+        for p, batch in batches.items():
+            dead.extend((p, d) for d in self._insert_with_retry(p, batch))
+        return dead
+
+    def _settle(self) -> None:
+        """Wait for the insert in flight; write its dead letters; remember its batches as done."""
+        if self._inflight is None:
+            return
+        future, batches, started = self._inflight
+        self._inflight = None
+        dead = future.result()
+        if dead:
+            self._dead_letters(dead)
+        self._inserted |= batches
+        rows = sum(len(b) for b in batches.values())
         self.metrics.observe_batch(time.monotonic() - started, rows, rows - len(dead), len(dead), 0)
 
-    def _insert_with_retry(self, partition: int, messages: list[Message]) -> list[DeadLetter]:
+    def drain(self) -> None:
+        """Wait for the insert in flight and commit past every inserted batch."""
+        self._settle()
+        if self._inserted:
+            self._commit({p: (b.offsets[-1] + 1, "") for p, b in self._inserted.items()})
+            self._inserted = {}
+
+    def _insert_with_retry(self, partition: int, batch: Batch) -> list[DeadLetter]:
         delay, unclassified = 0.2, 0
         while True:
             try:
-                return self.inserter.insert(partition, messages)
+                return self.inserter.insert(partition, batch)
             except RetryLater as exc:
                 if self._stop.is_set():
                     raise StopDuringOutage(str(exc)) from exc
