@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ClusterStack
+from test_pipelines_support import wait_for
 
 from tradesignals_dagster.cli import main
+from tradesignals_dagster.deploy.health import replication_reasons
+from tradesignals_dagster.deploy.workloads import workload_keys
 from tradesignals_dagster.kafka.admin import KafkaAdmin
 from tradesignals_dagster.kafka.replication import replication_health
+from tradesignals_dagster.registry.application import load_app
+from tradesignals_dagster.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,3 +79,47 @@ def test_production_applies_cleanly_on_three_brokers(
     assert {h.min_isr for h in health.values()} == {2}
     assert all(h.writable and not h.under_replicated for h in health.values())
     assert {h.partitions for h in health.values()} == {12}
+
+
+def _problems(admin: KafkaAdmin, app: Any) -> dict[str, list[str]]:
+    return replication_reasons(app, workload_keys(app), admin)
+
+
+def _bars_degraded(admin: KafkaAdmin, app: Any) -> dict[str, list[str]] | None:
+    problems = _problems(admin, app)
+    return problems if problems["option_trade_volume_bars"] else None
+
+
+def test_a_broker_down_shows_in_the_health_sensors_reasons_and_clears_when_back(
+    tmp_path: Path,
+    cluster_stack: ClusterStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, prefix = _flagship_copy(tmp_path)
+    _point_at(monkeypatch, cluster_stack.info)
+    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
+    assert main(["apply", *args]) == 0, capsys.readouterr()
+    app = load_app(Settings(registry=registry, pipelines_dir=tmp_path / "pipelines", env="production"))
+    admin = KafkaAdmin({"bootstrap.servers": cluster_stack.bootstrap_servers})
+    assert all(not reasons for reasons in _problems(admin, app).values())
+
+    victim = cluster_stack.cluster.node(3)
+    assert victim.pid is not None
+    os.kill(victim.pid, signal.SIGKILL)
+    try:
+        degraded = wait_for(
+            partial(_bars_degraded, admin, app),
+            60,
+            what="the dead broker's replicas to leave the ISR",
+        )
+    finally:
+        cluster_stack.cluster.start()
+    bars = " ".join(degraded["option_trade_volume_bars"])
+    assert f"{prefix}_option_trades_aggs" in bars and "under-replicated" in bars, bars
+    assert f"{prefix}_option_trades:" in bars, "the pipeline's input topic is degraded too"
+    wait_for(
+        lambda: all(not reasons for reasons in _problems(admin, app).values()),
+        120,
+        what="the restarted broker to rejoin every ISR",
+    )

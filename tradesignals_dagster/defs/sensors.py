@@ -17,7 +17,7 @@ import dagster as dg
 from tradesignals_dagster.defs.keys import workload_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
-from tradesignals_dagster.deploy.health import Health, assess
+from tradesignals_dagster.deploy.health import Health, assess, replication_reasons
 from tradesignals_dagster.deploy.runtime import RuntimeStatus
 from tradesignals_dagster.deploy.workloads import workload_keys, workload_lag
 from tradesignals_dagster.errors import TradesignalsError
@@ -80,30 +80,38 @@ def health_requests(
     control = tradesignals.control()
     settings = tradesignals.settings()
     requests, observations, new_cursor = [], [], dict(cursor)
-    for key in workload_keys(app):
+    keys = workload_keys(app)
+    replication = replication_reasons(app, keys, control.admin)
+    for key in keys:
         status = runtime.status(key)
         health = Health(status.state)
+        degraded = replication[key]
         if status.running:
             lag = None
             with contextlib.suppress(TradesignalsError):
                 lag = workload_lag(control, app, key)
             metrics = runtime.metrics(key)
             health = assess(status, lag, metrics, settings.stall_after_s)
-            observations.append(_observation(key, status, health, lag, metrics))
+            observations.append(_observation(key, status, health, lag, metrics, degraded))
             if not health.stalled:
                 if status.started_at and now - status.started_at > HEALTHY_AFTER_S:
                     new_cursor.pop(key, None)
                 continue
         elif status.state != "crashed":
             continue
-        request = _restart_request(key, status, health, new_cursor, now)
+        request = _restart_request(key, status, health, new_cursor, now, degraded)
         if request is not None:
             requests.append(request)
     return requests, new_cursor, observations
 
 
 def _observation(
-    key: str, status: RuntimeStatus, health: Health, lag: int | None, metrics: dict[str, float]
+    key: str,
+    status: RuntimeStatus,
+    health: Health,
+    lag: int | None,
+    metrics: dict[str, float],
+    degraded: list[str],
 ) -> dg.AssetObservation:
     return dg.AssetObservation(
         asset_key=workload_key(key),
@@ -115,12 +123,18 @@ def _observation(
             "records_out_total": int(metrics.get("records_out_total", -1)),
             "dlq_total": int(metrics.get("dlq_total", -1)),
             "seconds_since_last_batch": float(metrics.get("seconds_since_last_batch", -1.0)),
+            "replication": "; ".join(degraded) or "ok",
         },
     )
 
 
 def _restart_request(
-    key: str, status: RuntimeStatus, health: Health, cursor: dict[str, Any], now: float
+    key: str,
+    status: RuntimeStatus,
+    health: Health,
+    cursor: dict[str, Any],
+    now: float,
+    degraded: list[str] | None = None,
 ) -> dg.RunRequest | None:
     """A restart of a crashed or stalled pipeline, unless its backoff has not run out yet."""
     entry = dict(cursor.get(key) or {"attempts": 0, "next": 0.0})
@@ -135,6 +149,8 @@ def _restart_request(
         why = f"crashed (exit code {status.exit_code}); restart attempt {attempts}"
         if health.reason:
             why += f": {health.reason}"
+    if degraded:  # the likely cause an on-call operator looks for first
+        why += "; Kafka: " + "; ".join(degraded)
     tags = {"tradesignals/reason": why[:250], "tradesignals/pipeline": key}
     if health.stalled:
         tags["tradesignals/force"] = "true"  # it runs at the desired version: restart it anyway

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
+
 from tradesignals_dagster.deploy.runtime import RuntimeStatus
+from tradesignals_dagster.deploy.workloads import workload_topics
+from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.kafka.admin import KafkaAdmin
+from tradesignals_dagster.kafka.replication import replication_health
+from tradesignals_dagster.registry.models import StreamingApplication
 
 
 @dataclass(frozen=True)
@@ -42,3 +49,23 @@ def assess(status: RuntimeStatus, lag: int | None, metrics: dict[str, float], st
             f"(threshold {stall_after_s:.0f}s)",
         )
     return Health("running")
+
+
+def replication_reasons(
+    app: StreamingApplication, keys: list[str], admin: KafkaAdmin
+) -> dict[str, list[str]]:
+    """Per workload, the replication problems of the topics it reads or writes (under-replicated,
+    below min ISR, offline), as one line each; empty when the cluster cannot answer.
+
+    The first thing an on-call operator wants beside "crashed" or "stalled": a broker is down.
+    """
+    topics = {key: workload_topics(app, key) for key in keys}
+    wanted = set().union(*topics.values()) if topics else set()
+    if not wanted:
+        return {key: [] for key in keys}
+    try:
+        health = replication_health(admin, wanted)
+    except (TradesignalsError, KafkaException):  # an unanswering cluster must not stop the sensor
+        return {key: [] for key in keys}
+    bad = {t: h.summary() for t, h in health.items() if h.under_replicated or not h.writable}
+    return {key: sorted(bad[t] for t in topics[key] if t in bad) for key in keys}

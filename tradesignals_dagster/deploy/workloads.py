@@ -123,6 +123,19 @@ def sink_desired_state(app: StreamingApplication, table_id: str, settings: Setti
     )
 
 
+def workload_topics(app: StreamingApplication, key: str) -> set[str]:
+    """The topics workload ``key`` reads or writes (what its health depends on in Kafka)."""
+    table_id = table_of(key)
+    if table_id is not None:
+        table = app.tables[table_id]
+        return {table.topic_id, table.dlq_topic()}
+    pipe = app.pipelines[key]
+    topics = {pipe.output.topic_id} if pipe.output.topic_id else set()
+    if pipe.input.type == "kafka" and pipe.input.kafka_topic_id:
+        topics.add(pipe.input.kafka_topic_id)
+    return topics
+
+
 def workload_lag(control: ControlPlane, app: StreamingApplication, key: str) -> int | None:
     """Messages workload ``key`` has yet to process (its consumer group's lag); None when it has
     no Kafka input or never committed."""
