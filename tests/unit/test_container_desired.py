@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradesignals_dagster.deploy.compose import compose_diff, compose_document, render_compose
+from tradesignals_dagster.defs.checks import build_checks
+from tradesignals_dagster.deploy.compose import (
+    compose_diff,
+    compose_document,
+    compose_file_of,
+    render_compose,
+    service_drift,
+)
 from tradesignals_dagster.deploy.desired import desired_state
 from tradesignals_dagster.deploy.errors import UnknownRuntimeError
 from tradesignals_dagster.deploy.images import pipeline_image_ref, runtime_image_ref
@@ -175,3 +182,26 @@ def test_docker_compose_accepts_the_file(tree: Path) -> None:
     assert exe, "docker-compose (Compose v1, apt-get install docker-compose) is needed for this test"
     done = subprocess.run([exe, "-f", str(target), "config", "-q"], capture_output=True, text=True, cwd=tree)
     assert done.returncode == 0, done.stderr
+
+
+def test_service_drift_names_the_pipeline_whose_committed_service_is_stale(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(tree)
+    target = compose_file_of(settings)
+    assert target == tree / "docker-compose.yaml"
+    monkeypatch.chdir(tree)  # as a user runs `tradesignals compose > docker-compose.yaml`
+    target.write_text(render_compose(load(tree), settings))
+    assert service_drift(load(tree), settings, BARS, target) == []
+    (tree / "pipelines" / BARS / "config.yaml").write_text("bar_volume: 4321\n")
+    monkeypatch.chdir(PROJECT)  # Dagster's working directory is not the project's: paths still match
+    diff = service_drift(load(tree), settings, BARS, target)
+    assert any(line.startswith("+") and "io.tradesignals.version" in line for line in diff), diff
+    assert service_drift(load(tree), settings, INGEST, target) == [], "only the changed pipeline drifts"
+    target.write_text("services: {}\n")
+    assert "has no service 'option-trade-volume-bars'" in service_drift(load(tree), settings, BARS, target)[0]
+
+
+def test_every_pipeline_asset_has_a_compose_check(tree: Path) -> None:
+    checks = {(c.asset_key.to_user_string(), c.name) for d in build_checks(load(tree)) for c in d.check_specs}
+    assert {(f"pipelines/{k}", "compose_service_current") for k in (BARS, INGEST)} <= checks

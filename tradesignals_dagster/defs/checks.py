@@ -5,6 +5,7 @@ import dagster as dg
 from tradesignals_dagster.control.inspect import consumer_lag
 from tradesignals_dagster.defs.keys import pipeline_key, schema_key, topic_key
 from tradesignals_dagster.defs.resources import TradesignalsResource
+from tradesignals_dagster.deploy.compose import compose_file_of, service_drift
 from tradesignals_dagster.deploy.health import assess
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.kafka.replication import replication_health
@@ -114,6 +115,34 @@ def _pipeline_check(app: StreamingApplication, key: str) -> dg.AssetChecksDefini
     return _check
 
 
+def _compose_check(key: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=pipeline_key(key),
+        name="compose_service_current",
+        description="The committed docker-compose.yaml (beside the registry) runs this pipeline as the "
+        "registry says (image, config, limits, replicas); passes when no Compose file is committed.",
+    )
+    def _check(tradesignals: TradesignalsResource) -> dg.AssetCheckResult:
+        settings = tradesignals.settings()
+        path = compose_file_of(settings)
+        if not path.exists():
+            return dg.AssetCheckResult(passed=True, metadata={"compose_file": f"none at {path}"})
+        try:
+            diff = service_drift(tradesignals.app(), settings, key, path)
+        except TradesignalsError as exc:
+            return dg.AssetCheckResult(passed=False, metadata={"error": str(exc)})
+        return dg.AssetCheckResult(
+            passed=not diff,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "compose_file": str(path),
+                "diff": dg.MetadataValue.md("```diff\n" + "\n".join(diff) + "\n```") if diff else "matches",
+            },
+        )
+
+    return _check
+
+
 def build_checks(app: StreamingApplication) -> list[dg.AssetChecksDefinition]:
     """One drift check per topic and schema, one replication check per topic, one health check
     per pipeline."""
@@ -122,4 +151,5 @@ def build_checks(app: StreamingApplication) -> list[dg.AssetChecksDefinition]:
         + [_topic_check(t) for t in sorted(app.topics)]
         + [_replication_check(t) for t in sorted(app.topics)]
         + [_pipeline_check(app, k) for k in sorted(app.pipelines)]
+        + [_compose_check(k) for k in sorted(app.pipelines)]
     )

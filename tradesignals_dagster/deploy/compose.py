@@ -127,3 +127,36 @@ def compose_diff(path: Path, expected: str) -> list[str]:
             current.splitlines(keepends=True), expected.splitlines(keepends=True), str(path), "generated"
         )
     ]
+
+
+def compose_file_of(settings: Settings) -> Path:
+    """Where a project commits its Compose file: beside the registry directory."""
+    return settings.registry.resolve().parent / "docker-compose.yaml"
+
+
+def service_drift(app: StreamingApplication, settings: Settings, key: str, path: Path) -> list[str]:
+    """How the committed Compose file's service for pipeline ``key`` differs from what the
+    registry generates (paths relative to the file, as Compose reads them); empty: it matches."""
+    name = key.replace("_", "-")
+    try:
+        committed = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        return [f"cannot read {path}: {exc}"]
+    services = committed.get("services") if isinstance(committed, dict) else None
+    current = services.get(name) if isinstance(services, dict) else None
+    if current is None:
+        return [f"{path} has no service {name!r}: regenerate it with `tradesignals compose > {path.name}`"]
+    expected = compose_document(app, settings, base=path.parent)["services"][name]
+
+    def dump(value: Any) -> str:
+        return yaml.safe_dump(value, sort_keys=True, default_flow_style=False, width=120)
+
+    return [
+        line.rstrip("\n")
+        for line in difflib.unified_diff(
+            dump(current).splitlines(keepends=True),
+            dump(expected).splitlines(keepends=True),
+            f"{path.name}: {name}",
+            "registry",
+        )
+    ]
