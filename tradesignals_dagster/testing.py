@@ -14,8 +14,9 @@ restart through the ``<pipeline>.state`` topic (:class:`StateTopic`) does::
     result = run_records(proc, [{"symbol": "A", "timestamp": 1, ...}])
     assert result.outputs == [...] and result.rejected == []
 
-For integration tests against a real broker, the repository's ``tests/integration/conftest.py``
-fixtures start the local stack (``tradesignals stack up`` does the same by hand).
+For integration tests against a real broker, the ``tradesignals_stack`` fixture of
+:mod:`tradesignals_dagster.pytest_plugin` starts the local stack once per test session
+(``pytest_plugins = ["tradesignals_dagster.pytest_plugin"]`` in your conftest.py).
 """
 
 from __future__ import annotations
