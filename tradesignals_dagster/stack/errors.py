@@ -32,7 +32,15 @@ class PortInUseError(StackError):
 
 
 class BrokerStartError(StackError):
-    """The Kafka broker did not come up; the message carries the tail of its log."""
+    """The Kafka broker did not come up; the message carries the tail of its log.
+
+    ``exited`` tells a process that died during start-up from one that was stopped because it
+    did not answer in time.
+    """
+
+    def __init__(self, message: str, *, exited: bool = False) -> None:
+        self.exited = exited
+        super().__init__(message)
 
 
 class RegistryStartError(StackError):

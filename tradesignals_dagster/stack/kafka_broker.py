@@ -306,7 +306,8 @@ class KafkaBroker(LocalService):
                 hint = f"It did not answer on {LOCALHOST}:{port} within {timeout:.0f}s."
             raise BrokerStartError(
                 f"The Kafka {KAFKA_VERSION} broker failed to start. {hint}\n"
-                f"Last lines of {self.log_path}:\n{log}"
+                f"Last lines of {self.log_path}:\n{log}",
+                exited=died,
             )
         state["startup_seconds"] = round(time.monotonic() - started, 2)
         write_json(self.state_path, state)

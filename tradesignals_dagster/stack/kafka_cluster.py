@@ -88,9 +88,9 @@ class KafkaCluster:
             if down and node.pid is not None:
                 try:
                     node.wait_ready(node.pid, started, max(5.0, timeout - (time.monotonic() - started)))
-                except BrokerStartError:
-                    if node.pid is not None:
-                        raise
+                except BrokerStartError as exc:
+                    if not exc.exited:
+                        raise  # too slow, not dead: starting it over would redo its log recovery
                     node.start(timeout)  # it died while starting (seen after a SIGKILL): once more
             elif not node.is_ready(timeout=5.0):
                 node.start(timeout)  # a node that exited during start-up: its own error says why
