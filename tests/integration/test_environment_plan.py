@@ -61,16 +61,27 @@ def test_production_on_a_single_broker_is_refused_plainly_and_nothing_applied(
     assert not [t for t in live if t.startswith(prefix)], "apply must apply nothing when refused"
 
 
+def _production_applied(
+    tmp_path: Path,
+    cluster_stack: ClusterStack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[Path, str, list[str]]:
+    """A flagship copy applied with ``--env production`` on the cluster: registry, prefix, CLI args."""
+    registry, prefix = _flagship_copy(tmp_path)
+    _point_at(monkeypatch, cluster_stack.info)
+    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
+    assert main(["apply", *args]) == 0, capsys.readouterr()
+    return registry, prefix, args
+
+
 def test_production_applies_cleanly_on_three_brokers(
     tmp_path: Path,
     cluster_stack: ClusterStack,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    registry, prefix = _flagship_copy(tmp_path)
-    _point_at(monkeypatch, cluster_stack.info)
-    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
-    assert main(["apply", *args]) == 0, capsys.readouterr()
+    registry, prefix, args = _production_applied(tmp_path, cluster_stack, monkeypatch, capsys)
     assert main(["plan", *args]) == 0
     assert "No changes" in capsys.readouterr().out
     admin = KafkaAdmin({"bootstrap.servers": cluster_stack.bootstrap_servers})
@@ -96,10 +107,7 @@ def test_a_broker_down_shows_in_the_health_sensors_reasons_and_clears_when_back(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    registry, prefix = _flagship_copy(tmp_path)
-    _point_at(monkeypatch, cluster_stack.info)
-    args = ["--env", "production", "--registry", str(registry), "--state-dir", str(tmp_path / "state")]
-    assert main(["apply", *args]) == 0, capsys.readouterr()
+    registry, prefix, _ = _production_applied(tmp_path, cluster_stack, monkeypatch, capsys)
     app = load_app(Settings(registry=registry, pipelines_dir=tmp_path / "pipelines", env="production"))
     admin = KafkaAdmin({"bootstrap.servers": cluster_stack.bootstrap_servers})
     assert all(not reasons for reasons in _problems(admin, app).values())
