@@ -81,7 +81,7 @@ def test_production_applies_cleanly_on_three_brokers(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    registry, prefix, args = _production_applied(tmp_path, cluster_stack, monkeypatch, capsys)
+    _, prefix, args = _production_applied(tmp_path, cluster_stack, monkeypatch, capsys)
     assert main(["plan", *args]) == 0
     assert "No changes" in capsys.readouterr().out
     admin = KafkaAdmin({"bootstrap.servers": cluster_stack.bootstrap_servers})
