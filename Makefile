@@ -20,7 +20,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy tradesignals_dagster bench tests/unit tests/integration
+	$(BIN)/mypy tradesignals_dagster bench tests/unit tests/integration tests/guide_blocks.py
 	$(BIN)/mypy tests/e2e
 	for app in pipelines/*/app.py; do $(BIN)/mypy $$app || exit 1; done
 
