@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -112,18 +112,21 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def page(browser: Browser, product: Product) -> Iterator[Page]:
     """One 1920x1080 page for the module, generous timeouts for a loaded two-core machine.
-    Dagster's first-visit "Join the Dagster community" dialog shows once per browser profile,
-    sometimes seconds after the page: it is waited for and skipped here, once."""
+    Dagster's first-visit "Join the Dagster community" dialog shows once per instance (the UI
+    asks the server, then opens it a second later): it is waited for and skipped here. Should
+    it show later (a slow first load), the locator handler skips it before the next action, so
+    it never covers a button a test clicks."""
     context = browser.new_context(viewport={"width": 1920, "height": 1080})
     context.set_default_timeout(120_000)
     pg = context.new_page()
     try:
-        pg.goto(product.url + "/asset-groups", wait_until="domcontentloaded")
         skip = pg.get_by_role("button", name="Skip")
+        pg.add_locator_handler(skip, lambda: skip.click())
+        pg.goto(product.url + "/asset-groups", wait_until="domcontentloaded")
         try:
             skip.wait_for(state="visible", timeout=60_000)
         except PlaywrightTimeout:
-            pass  # not shown to this profile
+            pass  # not shown (yet): the handler skips it when it does
         else:
             skip.click()
             skip.wait_for(state="hidden")
@@ -137,3 +140,31 @@ def results_dir() -> Path:
     """Where screenshots go (gitignored), for a reviewer to look at."""
     RESULTS.mkdir(exist_ok=True)
     return RESULTS
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item, for ``_capture_on_failure``."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _capture_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A failed browser test leaves what the page showed (screenshot and DOM) in
+    ``test-results/failures/``, so the cause is looked at, not guessed."""
+    yield
+    report = getattr(request.node, "report_call", None)
+    if report is None or not report.failed or "page" not in request.fixturenames:
+        return
+    pg: Page = request.getfixturevalue("page")
+    out = RESULTS / "failures"
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        pg.screenshot(path=str(out / f"{request.node.name}.png"), full_page=True)
+        (out / f"{request.node.name}.html").write_text(pg.content())
+    except Exception as exc:  # the page may be gone with the product; the failure says why
+        (out / f"{request.node.name}.txt").write_text(f"no capture: {exc!r}\n")

@@ -1,7 +1,8 @@
 """The Dagster UI as a person meets it, in headless Chromium against ``tradesignals dev``.
 
 What is asserted is what the page renders: the lineage graph's node labels (read from the DOM,
-full text and no CSS overflow) inside their group boxes, the asset page's columns, metadata and
+full text and no CSS overflow; where Dagster abbreviates a label when zoomed out, the tooltip
+the box shows on hover) inside their group boxes, the asset page's columns, metadata and
 check results, a materialization launched with the page's own button showing in Runs, the
 sensors' switches on, and a plotted series (pixels drawn in the plot's canvas) of the health
 sensor's observations. Screenshots go to ``test-results/``.
@@ -9,12 +10,13 @@ sensor's observations. Screenshots go to ``test-results/``.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 from ui_support import ROOT, Product
 
 from tradesignals_dagster.defs.build import build_definitions
@@ -43,13 +45,10 @@ def expected_nodes(tmp_path: Path) -> dict[str, str]:
 
 
 def open_page(page: Page, product: Product, path: str) -> None:
-    """Go to ``path`` (the first-visit dialog was skipped by the ``page`` fixture) and dismiss
-    it again should it show."""
+    """Go to ``path`` and wait for the app's navigation (the first-visit dialog is skipped by
+    the ``page`` fixture, whenever it shows)."""
     page.goto(product.url + path, wait_until="domcontentloaded")
     page.get_by_role("link", name="Runs").first.wait_for()
-    skip = page.get_by_role("button", name="Skip")
-    if skip.count():
-        skip.first.click()
 
 
 _GRAPH_JS = """() => {
@@ -79,33 +78,76 @@ def _names(shown: str, label: str) -> bool:
     return bool(sep) and label.startswith(head) and label.endswith(tail) and len(shown) < len(label)
 
 
-def test_lineage_labels_tell_every_asset_apart_in_its_group(
-    product: Product, page: Page, tmp_path: Path, results_dir: Path
-) -> None:
-    """The whole graph, groups expanded and fitted to a 1920x1080 window: every asset is drawn
-    inside its group's box, and every label, even where Dagster abbreviates it at this zoom,
-    names exactly one asset."""
-    expected = expected_nodes(tmp_path)
+_TEXT_NODES_JS = """n => Array.from(document.querySelectorAll('foreignObject:not(.group)'))
+  .filter((f) => (f.textContent || '').trim()).length >= n"""
+
+
+def open_expanded_lineage(page: Page, product: Product, assets: int) -> dict[str, Any]:
+    """The global lineage view with every group expanded and the view fitted to the window, once
+    its ``assets`` nodes are drawn and stopped moving (``_GRAPH_JS``'s answer). The browser
+    remembers expanded groups, so after an earlier expansion the menu offers "Collapse all
+    groups" instead: then the graph is left as it is."""
     open_page(page, product, "/asset-groups")
     page.locator("foreignObject.group").first.wait_for()
     page.locator("button:has([aria-label=settings])").last.click()
-    page.get_by_role("menuitem", name="Expand all groups").click()
+    expand = page.get_by_role("menuitem", name="Expand all groups")
+    expand.or_(page.get_by_role("menuitem", name="Collapse all groups")).wait_for()
+    if expand.count():
+        expand.click()
     page.reload(wait_until="domcontentloaded")  # the view opens fitted to the expanded graph
-    page.wait_for_function(
-        "n => document.querySelectorAll('foreignObject:not(.group)').length >= n", arg=len(expected)
-    )
-    time.sleep(3)
+    page.wait_for_function(_TEXT_NODES_JS, arg=assets)
+    deadline, last = time.monotonic() + 60, None
+    while True:  # the fit is animated: read the graph once two looks agree
+        graph: dict[str, Any] = page.evaluate(_GRAPH_JS)
+        if graph == last or time.monotonic() > deadline:
+            return graph
+        last = graph
+        time.sleep(1)
+
+
+def resolve_labels(page: Page, nodes: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Full label -> drawn node. A label drawn whole is read as it is; one Dagster abbreviates
+    at this zoom (``option_tra…_ingest``) is read from the tooltip the box shows on hover, as a
+    person finds out which asset it is, and must be an abbreviation of that label."""
+    tooltip = page.get_by_role("tooltip")
+    resolved: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        label = node["text"]
+        if "\u2026" in label:
+            page.mouse.move(5, 5, steps=10)  # off the graph, crossing its edge: the last tooltip closes
+            expect(tooltip).to_have_count(0, timeout=30_000)
+            box = page.locator("foreignObject:not(.group) [data-state]").filter(
+                has_text=re.compile(f"^{re.escape(label)}$")
+            )
+            box.hover()
+            expect(tooltip).to_have_count(1, timeout=30_000)
+            label = (tooltip.text_content() or "").strip()
+            assert _names(node["text"], label), f"box {node['text']!r} has the tooltip {label!r}"
+        assert label not in resolved, f"two boxes are {label}: {resolved[label]['text']!r}, {node['text']!r}"
+        resolved[label] = node
+    page.mouse.move(5, 5, steps=10)
+    return resolved
+
+
+def test_lineage_labels_tell_every_asset_apart_in_its_group(
+    product: Product, page: Page, tmp_path: Path, results_dir: Path
+) -> None:
+    """The whole graph, groups expanded and fitted to a 1920x1080 window: no two boxes read the
+    same, even where Dagster abbreviates labels at this zoom; every box is the asset its label
+    (or, abbreviated, its tooltip) names, each asset of the registry exactly once, drawn inside
+    its group's box."""
+    expected = expected_nodes(tmp_path)
+    graph = open_expanded_lineage(page, product, len(expected))
     page.screenshot(path=str(results_dir / "lineage.png"))
-    graph: dict[str, Any] = page.evaluate(_GRAPH_JS)
 
     groups = {g["name"]: g["box"] for g in graph["groups"]}
     assert set(groups) == set(expected.values())
     shown = [n["text"] for n in graph["nodes"]]
-    assert len(shown) == len(expected) and len(set(shown)) == len(shown), shown
+    assert len(shown) == len(expected) and len(set(shown)) == len(shown), f"boxes read the same: {shown}"
+    resolved = resolve_labels(page, graph["nodes"])
+    assert sorted(resolved) == sorted(expected), shown
     for label, group in expected.items():
-        matches = [n for n in graph["nodes"] if _names(n["text"], label)]
-        assert len(matches) == 1, f"{label}: rendered as {[m['text'] for m in matches]} among {shown}"
-        assert _inside(matches[0]["box"], groups[group]), f"{label} is not drawn inside group {group}"
+        assert _inside(resolved[label]["box"], groups[group]), f"{label} is not drawn inside group {group}"
 
 
 def test_each_group_lineage_shows_its_assets_with_full_labels(
@@ -138,15 +180,9 @@ def test_lineage_reads_left_to_right_as_the_data_flows(product: Product, page: P
         "option_trade_volume_bars",
         "option_trades_aggs",
     ]
-    open_page(page, product, "/asset-groups")
-    page.locator("foreignObject.group").first.wait_for()
-    page.locator("button:has([aria-label=settings])").last.click()
-    page.get_by_role("menuitem", name="Expand all groups").click()
-    page.reload(wait_until="domcontentloaded")
-    page.wait_for_function("() => document.querySelectorAll('foreignObject:not(.group)').length >= 5")
-    time.sleep(2)
-    nodes = page.evaluate(_GRAPH_JS)["nodes"]
-    lefts = [next(n["box"][0] for n in nodes if _names(n["text"], label)) for label in flow]
+    graph = open_expanded_lineage(page, product, len(expected_nodes(tmp_path)))
+    nodes = resolve_labels(page, graph["nodes"])
+    lefts = [nodes[label]["box"][0] for label in flow]
     assert lefts == sorted(lefts) and len(set(lefts)) == len(lefts), dict(zip(flow, lefts, strict=True))
 
 
@@ -189,7 +225,9 @@ def test_materialize_button_launches_a_run_that_succeeds_and_shows_in_runs(
     before = {r["runId"] for r in _runs(product)}
     open_page(page, product, "/assets/schemas/option_trades-value")
     page.get_by_text("Latest materialization").wait_for()
-    page.get_by_role("button", name="Materialize", exact=True).click()
+    # The button reads "Materialize" (its accessible name is "materialization Materialize": the
+    # icon's label comes first); "Materialize all" and the like are other buttons.
+    page.locator("button").filter(has_text=re.compile(r"^Materialize$")).click()
 
     deadline, run = time.monotonic() + 240, None
     while time.monotonic() < deadline:
@@ -207,35 +245,27 @@ def test_materialize_button_launches_a_run_that_succeeds_and_shows_in_runs(
     assert run["status"] == "SUCCESS", run
 
     open_page(page, product, "/runs")
-    row = page.locator("tr", has_text=run["runId"][:8])
-    row.first.wait_for()
-    assert "Success" in row.first.inner_text()
+    # The runs list is a virtualized table of divs, a row per run with a link to it.
+    row = page.locator("[data-index]").filter(has=page.locator(f"a[href$='/runs/{run['runId']}']"))
+    row.wait_for()
+    assert run["runId"][:8] in row.inner_text() and "Success" in row.inner_text(), row.inner_text()
     page.screenshot(path=str(results_dir / "runs.png"))
 
 
-_SWITCH_JS = """(name) => {
-  const hits = Array.from(document.querySelectorAll('a, span, div')).filter((e) => e.textContent === name);
-  for (let e of hits) {
-    while (e && e.querySelectorAll('input[type=checkbox]').length < 2) e = e.parentElement;
-    if (e) return Array.from(e.querySelectorAll('input[type=checkbox]')).map((c) => c.checked);
-  }
-  return null;
-}"""
-
-
 def test_sensors_are_running(product: Product, page: Page, tmp_path: Path) -> None:
+    """Each sensor's row on the Automation page has its switch on. A row shows its select box
+    at once and its switch only once the sensor's state has loaded: a spinner before, then for
+    a moment a disabled, unchecked switch; what is read is the switch once it can be used."""
     defs = build_definitions(flagship(tmp_path))
     names = sorted(s.name for s in defs.sensors or [])
+    assert names
     open_page(page, product, "/automation")
     for name in names:
-        page.get_by_text(name, exact=True).first.wait_for()
-    page.wait_for_function(
-        "n => document.querySelectorAll('input[type=checkbox]').length >= n", arg=2 * len(names) + 1
-    )
-    for name in names:
-        states = page.evaluate(_SWITCH_JS, name)
-        assert states is not None, f"no row for sensor {name}"
-        assert states[-1] is True, f"sensor {name}'s switch is off: {states}"  # row: [select, running]
+        row = page.locator("[data-index]").filter(has=page.locator(f"a[href$='/sensors/{name}']"))
+        row.wait_for()
+        switch = row.locator("input[type=checkbox]").nth(1)  # [select, running]
+        expect(switch).to_be_enabled(timeout=120_000)  # drawn (a disabled, unchecked switch while loading)
+        expect(switch, f"sensor {name}'s switch is off").to_be_checked(timeout=15_000)
 
 
 _OBSERVATIONS = """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset {
