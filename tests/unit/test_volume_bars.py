@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -13,11 +14,12 @@ from flagship_avro import OPTION_TRADES_AGGS
 from pydantic import ValidationError
 
 from tradesignals_dagster.kafka.serde import AvroSerde
+from tradesignals_dagster.streaming.processors.base import Reject
 from tradesignals_dagster.streaming.processors.volume_bars import (
-    InvalidTradeError,
     StateError,
     VolumeBarAggregator,
     VolumeBarsConfig,
+    VolumeBarsError,
 )
 
 T0 = 1_737_072_000_000
@@ -215,7 +217,7 @@ def test_snapshot_restore_mid_bar_gives_the_same_bars_as_an_uninterrupted_run(sp
 
     first = agg(40, split)
     head = first.process(trades[:1237], positions[:1237])
-    snaps = json_round_trip(first, first.dirty_symbols())
+    snaps = json_round_trip(first, first.dirty_keys())
     assert any(s["bar"] for s in snaps)  # some bars really are open mid-way
 
     second = agg(40, split)
@@ -232,7 +234,7 @@ def test_replayed_trades_are_ignored_after_restore(split: bool) -> None:
 
     first = agg(30, split)
     head = first.process(trades[:800], positions[:800])
-    snaps = json_round_trip(first, first.dirty_symbols())
+    snaps = json_round_trip(first, first.dirty_keys())
     second = agg(30, split)
     second.restore(snaps)
     # the runtime rewinds to an earlier committed offset: everything is replayed
@@ -245,12 +247,12 @@ def test_replaying_in_the_same_aggregator_is_a_no_op() -> None:
     trades = [tr("A", 1, "1.00", 4), tr("A", 2, "1.00", 4), tr("B", 3, "2.00", 12)]
     positions = [(0, 10), (0, 11), (1, 5)]
     assert len(a.process(trades, positions)) == 1
-    assert a.dirty_symbols() == {"A", "B"}
+    assert a.dirty_keys() == {"A", "B"}
     before = (a.snapshot("A"), a.snapshot("B"))
     assert a.process(trades, positions) == []
     assert a.process(trades[1:2], [(0, 9)]) == []  # an even older offset
     assert (a.snapshot("A"), a.snapshot("B")) == before
-    assert a.dirty_symbols() == set()
+    assert a.dirty_keys() == set()
     # the same offset on another partition is a different trade
     assert a.process([tr("A", 4, "1.00", 2)], [(1, 11)])[0]["volume"] == 10
     snap = a.snapshot("A")
@@ -282,7 +284,7 @@ def test_sequence_continues_after_restore() -> None:
             }
         ]
     )
-    assert a.dirty_symbols() == set()  # restored state is already persisted
+    assert a.dirty_keys() == set()  # restored state is already persisted
     assert a.process([tr("A", 2, "2.00", 1)], [(0, 99)]) == []  # already applied
     bars = a.process([tr("A", 2, "0.50", 4, oi=8)], [(0, 100)])
     # 2 @ 1.00 + 4 @ 1.50 + 4 @ 0.50 = 10 contracts, notional 2 + 6 + 2 = 10
@@ -290,14 +292,14 @@ def test_sequence_continues_after_restore() -> None:
     assert a.process([tr("A", 3, "1.00", 10)], [(0, 101)])[0]["sequence"] == 42
 
 
-def test_dirty_symbols_tracks_changes_since_the_last_call() -> None:
+def test_dirty_keys_tracks_changes_since_the_last_call() -> None:
     a = agg(10)
-    assert a.dirty_symbols() == set()
+    assert a.dirty_keys() == set()
     a.process([tr("A", 1, "1.00", 1), tr("B", 1, "1.00", 12)])
-    assert a.dirty_symbols() == {"A", "B"}
-    assert a.dirty_symbols() == set()
+    assert a.dirty_keys() == {"A", "B"}
+    assert a.dirty_keys() == set()
     a.process([tr("C", 2, "1.00", 1)])
-    assert a.dirty_symbols() == {"C"}
+    assert a.dirty_keys() == {"C"}
     assert a.snapshot("nope") is None
 
 
@@ -314,25 +316,35 @@ def test_config_is_strict() -> None:
     assert all(fields[name].description for name in ("bar_volume", "split_trades"))
 
 
-def test_a_bad_trade_stops_the_batch_but_keeps_earlier_bars() -> None:
+def test_a_bad_trade_is_rejected_and_the_trades_around_it_are_applied() -> None:
     a = agg(5)
-    trades = [tr("A", 1, "1.00", 5), tr("A", 2, "1.00", 2), tr("A", 3, "1.00", -1)]
-    with pytest.raises(InvalidTradeError, match="partition 0 offset 2: size -1 is negative") as e:
-        a.process(trades, [(0, 0), (0, 1), (0, 2)])
-    assert [b["sequence"] for b in e.value.bars] == [0] and e.value.trade is trades[2]
+    trades = [tr("A", 1, "1.00", 5), tr("A", 2, "1.00", 2), tr("A", 3, "1.00", -1), tr("A", 4, "1.00", 1)]
+    out = a.process(trades, [(0, 0), (0, 1), (0, 2), (0, 3)])
+    assert [type(o).__name__ for o in out] == ["dict", "Reject"]
+    assert out[0]["sequence"] == 0
+    reject = out[1]
+    assert isinstance(reject, Reject)
+    assert reject.record is trades[2] and reject.position == (0, 2)
+    assert reject.error_type == "InvalidTradeError" and reject.reason == "size -1 is negative"
     snap = a.snapshot("A")
-    assert snap is not None and snap["bar"]["volume"] == 2 and snap["positions"] == [[0, 1]]
-    missing = tr("A", 4, "1.00", 1)
+    assert snap is not None and snap["bar"]["volume"] == 3 and snap["positions"] == [[0, 3]]
+
+    missing = tr("A", 5, "1.00", 1)
     del missing["oi"]
-    with pytest.raises(InvalidTradeError, match="missing field 'oi'"):
-        a.process([missing])
-    with pytest.raises(InvalidTradeError, match=r"price must be a scaled int.*Decimal"):
-        a.process([{**tr("A", 5, "1.00", 1), "price": Decimal("1.00")}])
-    with pytest.raises(InvalidTradeError, match="size must be an int, got NoneType"):
-        a.process([{**tr("A", 5, "1.00", 1), "size": None}])
+    bad = [
+        missing,
+        {**tr("A", 5, "1.00", 1), "price": Decimal("1.00")},
+        {**tr("A", 5, "1.00", 1), "size": None},
+    ]
+    rejects = a.process(bad)
+    assert all(isinstance(r, Reject) for r in rejects), rejects
+    reasons = [r.reason for r in rejects]
+    assert reasons[0] == "missing field 'oi'"
+    assert re.match(r"price must be a scaled int.*Decimal", reasons[1]), reasons
+    assert "size must be an int, got NoneType" in reasons[2], reasons
     snap = a.snapshot("A")
-    assert snap is not None and snap["bar"]["volume"] == 2  # nothing partially applied
-    with pytest.raises(InvalidTradeError, match="differ in length"):
+    assert snap is not None and snap["bar"]["volume"] == 3  # nothing partially applied
+    with pytest.raises(VolumeBarsError, match="differ in length"):
         a.process([tr("A", 5, "1.00", 1)], [])
 
 

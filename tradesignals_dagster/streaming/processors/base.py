@@ -31,8 +31,8 @@ Optional members:
   the record would have produced output, and go on with the next record. The runtime
   dead-letters it (or stops, with ``dead_letter: stop``) and never publishes the Reject.
   Deprecated (one release): raising an exception carrying ``position``/``trade``/``record`` and
-  ``bars``/``outputs`` (as :class:`~tradesignals_dagster.streaming.processors.volume_bars.
-  InvalidTradeError` does) still works: the runtime dead-letters that record and calls
+  ``bars``/``outputs`` (what the volume-bars processor did before it returned Rejects) still
+  works: the runtime dead-letters that record and calls
   ``process`` again with the rest of the batch. Any other exception stops the pipeline.
 """
 

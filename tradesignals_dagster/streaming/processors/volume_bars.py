@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tradesignals_dagster.errors import TradesignalsError
+from tradesignals_dagster.streaming.processors.base import Reject
 
 SourcePosition = tuple[int, int]
 """``(partition, offset)`` of a trade in its source topic."""
@@ -81,27 +82,6 @@ class VolumeBarsConfig(BaseModel):
 
 class VolumeBarsError(TradesignalsError):
     """Base class for errors of the volume-bars processor."""
-
-
-class InvalidTradeError(VolumeBarsError):
-    """A trade could not be applied; the batch stopped there.
-
-    ``bars`` holds the bars closed by the trades before it (their state changes are kept), so
-    the caller can publish them, dead-letter ``trade`` and resume after it.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        trade: Any,
-        position: SourcePosition | None,
-        bars: list[dict[str, Any]],
-    ) -> None:
-        self.trade = trade
-        self.position = position
-        self.bars = bars
-        at = f" at partition {position[0]} offset {position[1]}" if position else ""
-        super().__init__(f"cannot apply trade{at}: {message}")
 
 
 class StateError(VolumeBarsError):
@@ -154,15 +134,17 @@ class VolumeBarAggregator:
         self,
         trades: Iterable[Mapping[str, Any]],
         positions: Iterable[SourcePosition] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Apply ``trades`` in order and return the bars they closed, in closing order.
+    ) -> list[Any]:
+        """Apply ``trades`` in order and return the bars they closed, in closing order, with a
+        :class:`~tradesignals_dagster.streaming.processors.base.Reject` in place of each trade
+        that cannot be applied (the trades after it are applied as usual).
 
         A trade needs ``symbol``, ``timestamp``, ``price`` (scaled int), ``size`` and ``oi``.
         ``positions``, when given, runs alongside ``trades`` (same length) with each trade's
         ``(partition, offset)``; trades at or below a symbol's last applied offset on that
         partition are skipped (replay after :meth:`restore`).
         """
-        bars: list[dict[str, Any]] = []
+        bars: list[Any] = []
         emit = bars.append
         states, dirty, close = self._states, self._dirty, self._close
         bar_volume, split = self.config.bar_volume, self.config.split_trades
@@ -172,54 +154,55 @@ class VolumeBarAggregator:
         trade: Any = None
         pos: SourcePosition | None = None
         key_field = self.key_field
-        try:
-            for trade, pos in pairs:
-                sym = trade[key_field]
-                price = trade["price"]
-                size = trade["size"]
-                ts = trade["timestamp"]
-                oi = trade["oi"]
-                if price.__class__ is not int or size.__class__ is not int or size < 0:
-                    raise ValueError(_bad_trade(price, size))
-                st = states.get(sym)
-                if st is None:
-                    st = states[sym] = _SymbolState()
-                if pos is not None:
-                    part, offset = pos
-                    last = st.positions.get(part)
-                    if last is not None and offset <= last:
+        it = iter(pairs)
+        while True:
+            try:
+                for trade, pos in it:
+                    sym = trade[key_field]
+                    price = trade["price"]
+                    size = trade["size"]
+                    ts = trade["timestamp"]
+                    oi = trade["oi"]
+                    if price.__class__ is not int or size.__class__ is not int or size < 0:
+                        raise ValueError(_bad_trade(price, size))
+                    st = states.get(sym)
+                    if st is None:
+                        st = states[sym] = _SymbolState()
+                    if pos is not None:
+                        part, offset = pos
+                        last = st.positions.get(part)
+                        if last is not None and offset <= last:
+                            continue
+                        st.positions[part] = offset
+                    dirty.add(sym)
+                    volume = st.volume + size
+                    if split and volume > bar_volume:
+                        self._split(sym, st, ts, price, size, oi, emit)
                         continue
-                    st.positions[part] = offset
-                dirty.add(sym)
-                volume = st.volume + size
-                if split and volume > bar_volume:
-                    self._split(sym, st, ts, price, size, oi, emit)
-                    continue
-                if st.count:
-                    if price > st.high:
-                        st.high = price
-                    elif price < st.low:
-                        st.low = price
-                    st.notional += price * size
-                    st.count += 1
-                else:
-                    st.start_ts = ts
-                    st.open = st.high = st.low = price
-                    st.notional = price * size
-                    st.count = 1
-                st.volume = volume
-                st.close = price
-                st.ts = ts
-                st.oi = oi
-                if volume >= bar_volume:
-                    emit(close(sym, st))
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, ValueError) and str(exc).startswith("zip()"):
-                msg = "positions and trades differ in length"
-                raise InvalidTradeError(msg, None, None, bars) from exc
-            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise InvalidTradeError(reason, trade, pos, bars) from exc
-        return bars
+                    if st.count:
+                        if price > st.high:
+                            st.high = price
+                        elif price < st.low:
+                            st.low = price
+                        st.notional += price * size
+                        st.count += 1
+                    else:
+                        st.start_ts = ts
+                        st.open = st.high = st.low = price
+                        st.notional = price * size
+                        st.count = 1
+                    st.volume = volume
+                    st.close = price
+                    st.ts = ts
+                    st.oi = oi
+                    if volume >= bar_volume:
+                        emit(close(sym, st))
+                return bars
+            except (KeyError, TypeError, ValueError) as exc:
+                if isinstance(exc, ValueError) and str(exc).startswith("zip()"):
+                    raise VolumeBarsError("positions and trades differ in length") from exc
+                reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+                emit(Reject(trade, reason, pos, "InvalidTradeError"))  # and go on after it
 
     def _split(
         self,
