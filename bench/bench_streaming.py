@@ -50,14 +50,14 @@ def _say(msg: str) -> None:
     print(f"   {msg}", file=sys.stderr, flush=True)
 
 
-def run_product(bench: Bench, count: int) -> tuple[Timing, int]:
-    """The volume-bars pipeline over ``count`` pre-loaded trades, in this process.
+def run_product(bench: Bench, count: int, pipeline: str = BARS_PIPELINE) -> tuple[Timing, int]:
+    """``pipeline`` (by default volume bars) over ``count`` pre-loaded trades, in this process.
 
     Timing marks are taken after each of the runner's checkpoints (outputs acknowledged, then
     offsets committed), the last one after every trade; the runner is stopped once every trade
     has been handled. Returns the timing and the bar count.
     """
-    runner = PipelineRunner(bench.app, BARS_PIPELINE, bench.settings)
+    runner = PipelineRunner(bench.app, pipeline, bench.settings)
     timing = Timing()
     observe, checkpoint = runner.metrics.observe_batch, runner._checkpoint
 
@@ -75,7 +75,7 @@ def run_product(bench: Bench, count: int) -> tuple[Timing, int]:
     runner._checkpoint = checkpoint_and_mark  # type: ignore[method-assign]
     summary = runner.run()
     if summary.records_in != count or summary.dlq:
-        raise RuntimeError(f"the pipeline read {summary.records_in} trades ({summary.dlq} dead letters)")
+        raise RuntimeError(f"{pipeline} read {summary.records_in} trades ({summary.dlq} dead letters)")
     return timing, summary.records_out
 
 
