@@ -67,6 +67,16 @@ class FatalClientError(StreamingError):
     a fresh client, which takes the static membership or transactional id back."""
 
 
+class ConsumerFencedError(FatalClientError):
+    """The consumer's static membership was fenced (``FENCED_INSTANCE_ID``).
+
+    Seen when the group coordinator's broker dies: librdkafka loses its session, rejoins under
+    a new member id for the same ``group.instance.id``, and its own in-flight offset commit
+    under the old member id is then refused as fenced, which librdkafka makes fatal. The
+    runner starts a new consumer in the same process (a bounded number of times) instead of
+    exiting."""
+
+
 class TransactionError(StreamingError):
     """A Kafka transaction failed; the process exits so a restart resumes from the last commit."""
 
@@ -92,3 +102,9 @@ def is_fatal(err: Any) -> bool:
     ``error_cb`` (``fatal()`` true) and then hands every later call a ``_FATAL`` error whose own
     ``fatal()`` is false: both count."""
     return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
+def is_fenced_member(err: Any) -> bool:
+    """Whether ``err`` is a static consumer fenced for its ``group.instance.id`` (the fatal
+    error's code, or the ``_FATAL`` error that carries its text)."""
+    return err.code() == KafkaError.FENCED_INSTANCE_ID or "group.instance.id" in err.str()

@@ -22,10 +22,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from tradesignals_dagster.kafka.serde import AvroSerde
 from tradesignals_dagster.streaming.batch import Batch
 from tradesignals_dagster.streaming.errors import (
+    ConsumerFencedError,
     FatalClientError,
     StreamingError,
     TopicMissingError,
     is_fatal,
+    is_fenced_member,
 )
 from tradesignals_dagster.streaming.transform import Rejection
 
@@ -128,7 +130,8 @@ class KafkaSource:
     def raise_if_fatal(self) -> None:
         """Raise :class:`FatalClientError` once librdkafka has declared the consumer unusable."""
         if self._fatal is not None:
-            raise FatalClientError(
+            error = ConsumerFencedError if is_fenced_member(self._fatal) else FatalClientError
+            raise error(
                 f"consumer of {self.topic} failed fatally and cannot recover in this process: "
                 f"{self._fatal.str()}; exiting so supervision restarts the pipeline"
             )

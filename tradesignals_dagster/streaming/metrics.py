@@ -104,7 +104,12 @@ class PipelineMetrics:
                     self.state_snapshots,
                 ),
                 ("tradesignals_batches_total", "counter", "Batches committed.", self.batches),
-                ("tradesignals_input_reconnects_total", "counter", "Feed reconnections.", self.reconnects),
+                (
+                    "tradesignals_input_reconnects_total",
+                    "counter",
+                    "Input reconnects (feed, fenced consumer).",
+                    self.reconnects,
+                ),
                 (
                     "tradesignals_consumer_lag",
                     "gauge",

@@ -25,7 +25,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 from tradesignals_dagster.control.topics import state_topic
@@ -37,6 +39,7 @@ from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.streaming.batch import Batch, feed_batch
 from tradesignals_dagster.streaming.config import apply_overrides, load_factory, split_config
 from tradesignals_dagster.streaming.errors import (
+    ConsumerFencedError,
     PipelineConfigError,
     ProcessorError,
 )
@@ -69,6 +72,10 @@ from tradesignals_dagster.streaming.state import StateStore
 from tradesignals_dagster.streaming.transform import BatchTransformer
 
 StopReason = Literal["stopped", "exhausted"]
+
+MAX_REJOINS = 3
+"""How many fenced consumers a run replaces in :data:`REJOIN_WINDOW_S` before it gives up."""
+REJOIN_WINDOW_S = 600.0
 
 
 @dataclass
@@ -166,6 +173,8 @@ class PipelineRunner:
         self.metrics_server: MetricsServer | None = None
         self._output: KafkaOutput | None = None
         self._kafka: KafkaSource | None = None
+        self._new_source: Callable[[], KafkaSource] | None = None
+        self._rejoins: list[float] = []
         self._feed: PipelineInput | None = None
         self._state: StateStore | None = None
         self._out_serde: AvroSerde | None = None
@@ -243,9 +252,15 @@ class PipelineRunner:
                 f"{self.key}-{self.instance}",
                 self.options.session_timeout_ms,
             )
-            self._kafka = KafkaSource(
-                conf, self.in_topic, serde, on_assign=self._restore if self.stateful else None, log=self.log
+            self._new_source = partial(
+                KafkaSource,
+                conf,
+                self.in_topic,
+                serde,
+                on_assign=self._restore if self.stateful else None,
+                log=self.log,
             )
+            self._kafka = self._new_source()
         else:
             if self._state is not None:
                 self._restore(None)
@@ -314,7 +329,11 @@ class PipelineRunner:
         last_in = 0
         while not self.stop.is_set():
             t0 = time.perf_counter()
-            batch = self._poll(opts.batch_size, opts.poll_timeout_s)
+            try:
+                batch = self._poll(opts.batch_size, opts.poll_timeout_s)
+            except ConsumerFencedError as exc:
+                self._rejoin(exc)
+                continue
             if batch is not None and len(batch):
                 out, dlq, snaps = self._handle(batch)
                 snaps += self._checkpoint_if_due()
@@ -334,6 +353,32 @@ class PipelineRunner:
                 self.log.info("pipeline stats", extra={**snap, "records_in_per_s": rate})
                 next_stats = now + opts.stats_interval_s
         return "stopped"
+
+    def _rejoin(self, exc: ConsumerFencedError) -> None:
+        """Replace a consumer fenced by its own rejoin (see :class:`ConsumerFencedError`) with a
+        new one, as a restart would but without one: outputs and state are flushed first, the
+        uncommitted offsets are dropped (the new member re-reads from the last commit; a
+        stateful processor skips what it already applied, others re-send the same identities).
+        More than :data:`MAX_REJOINS` in :data:`REJOIN_WINDOW_S` means another process really
+        holds the membership: then, and with ``exactly_once``, the error ends the pipeline."""
+        now = time.monotonic()
+        self._rejoins = [t for t in self._rejoins if now - t < REJOIN_WINDOW_S] + [now]
+        if self.transactional or self._new_source is None or len(self._rejoins) > MAX_REJOINS:
+            raise exc
+        self.log.warning(
+            "consumer fenced after losing its group session; starting a new group member in this process",
+            extra={"error": str(exc), "rejoins": len(self._rejoins), "max_rejoins": MAX_REJOINS},
+        )
+        assert self._output is not None
+        self._produce_state()
+        self._output.flush(self.options.flush_timeout_s)
+        self._pending_offsets.clear()
+        self._uncheckpointed = False
+        if self._kafka is not None:
+            self._kafka.close()
+        self._kafka = None
+        self._kafka = self._new_source()
+        self.metrics.reconnects += 1
 
     def _lag(self) -> int:
         if self._kafka is not None:
