@@ -10,6 +10,7 @@ the tests that need it: nothing here skips.
 from __future__ import annotations
 
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from tradesignals_dagster.stack.jars import resolve_jars, shared_jar_cache
 from tradesignals_dagster.stack.kafka_broker import KafkaBroker
 from tradesignals_dagster.stack.kafka_cluster import KafkaCluster
 from tradesignals_dagster.stack.s3 import S3ProxyService
-from tradesignals_dagster.stack.stack import stack_down, stack_up
+from tradesignals_dagster.stack.stack import SchemaRegistryService, stack_down, stack_up
 
 _HERE = Path(__file__).resolve().parent
 
@@ -176,13 +177,23 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3ProxyServi
 
 
 class ClusterStack:
-    """The three-broker stack as the pipeline helpers expect it."""
+    """The three-broker stack as the pipeline helpers expect it, with handles for fault drills:
+    its nodes (``cluster``), its schema registry process and, on the disk-full drill's cluster,
+    the tmpfs that holds one node's log dir."""
 
-    def __init__(self, info: dict[str, Any], cluster: KafkaCluster) -> None:
+    def __init__(
+        self,
+        info: dict[str, Any],
+        cluster: KafkaCluster,
+        registry: SchemaRegistryService,
+        log_dir: Path | None = None,
+    ) -> None:
         self.bootstrap_servers: str = info["bootstrap_servers"]
         self.schema_registry_url: str = info["schema_registry_url"]
         self.info = info
         self.cluster = cluster
+        self.registry = registry
+        self.log_dir = log_dir
 
 
 @pytest.fixture(scope="session")
@@ -191,6 +202,54 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory, kafka_jar_dir: Path)
     settings = Settings(state_dir=state)
     info = stack_up(settings, jar_dir=kafka_jar_dir, brokers=3, timeout=180)
     try:
-        yield ClusterStack(info, KafkaCluster(state, 3, jar_dir=kafka_jar_dir))
+        yield ClusterStack(info, KafkaCluster(state, 3, jar_dir=kafka_jar_dir), SchemaRegistryService(state))
     finally:
         stack_down(settings)
+
+
+TMPFS_NODE = 3
+TMPFS_MIB = 128
+
+
+def _umount(path: Path) -> None:
+    """Unmount ``path``; lazily when something still holds it (never leave a mount behind)."""
+    if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmpfs_cluster(tmp_path_factory: pytest.TempPathFactory, kafka_jar_dir: Path) -> Iterator[ClusterStack]:
+    """A three-broker cluster of its own (with its own schema registry) whose node
+    :data:`TMPFS_NODE` keeps its only log dir, KRaft metadata included, on a
+    :data:`TMPFS_MIB` MiB tmpfs, for the disk-full drill. Mounting needs root (CI and the dev
+    machine run as root); when it fails the drill fails and says why, it is never skipped."""
+    state = tmp_path_factory.mktemp("tmpfs-cluster")
+    cluster = KafkaCluster(state, 3, jar_dir=kafka_jar_dir)
+    log_dir = cluster.node(TMPFS_NODE).data_dir
+    log_dir.mkdir(parents=True)
+    mount = ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MIB}m,mode=0755", "tmpfs", str(log_dir)]
+    try:
+        proc = subprocess.run(mount, capture_output=True, text=True, check=False)
+        why = (proc.stderr or proc.stdout).strip() or f"exit {proc.returncode}"
+    except OSError as exc:
+        proc, why = None, str(exc)
+    if proc is None or proc.returncode != 0:
+        pytest.fail(
+            f"The disk-full drill needs a {TMPFS_MIB} MiB tmpfs as one broker's log.dirs, but "
+            f"`{' '.join(mount)}` failed: {why}. Mounting needs root or CAP_SYS_ADMIN (CI and the "
+            "dev machine run as root).",
+            pytrace=False,
+        )
+    registry = SchemaRegistryService(state)
+    try:
+        try:
+            cluster.start(timeout=180)
+            registry.start(timeout=60)
+        except StackError as exc:
+            _fail("The disk-full drill's three-broker cluster", exc)
+        info = {"bootstrap_servers": cluster.bootstrap_servers, "schema_registry_url": registry.url}
+        yield ClusterStack(info, cluster, registry, log_dir=log_dir)
+    finally:
+        registry.stop()
+        cluster.stop()
+        _umount(log_dir)
