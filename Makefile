@@ -35,12 +35,13 @@ integration: install
 e2e: install
 	$(BIN)/pytest tests/e2e -q
 
-# Lint, types, then every test; integration and e2e tests start their own Kafka broker and
-# schema registry on free loopback ports, the e2e browser test also `tradesignals dev`.
+# Lint, types, then every test, fault drills and the browser test included; integration and e2e
+# tests start their own Kafka brokers, schema registry, ClickHouse endpoint, S3 server and
+# dockerd on free loopback ports, the e2e browser test also `tradesignals dev`.
 test: lint typecheck
-	$(BIN)/pytest tests -q -m "not drill and not browser"
+	$(BIN)/pytest tests -q
 
-# Fault drills on a three-broker cluster (kill a broker, kill the bars leader repeatedly).
+# The fault drills alone, with what each measured printed (also part of `make test`).
 drills: install
 	$(BIN)/pytest tests -q -m drill -s
 
