@@ -149,9 +149,11 @@ def _latency(bench: Bench) -> tuple[float, float, int]:
     thread = _start(sink)
     client = clickhouse_client(bench.settings)
     serde = bench.serde(TRADES)
-    trades = OptionTradeGenerator(SyntheticConfig(symbols=50, seed=3, count=RATE * LATENCY_SECONDS)).take(
-        RATE * LATENCY_SECONDS
-    )
+    # event times of now: the table's TTL would drop rows of the generator's default start date
+    # in its merges, before the poller sees them
+    now_ms = int(time.time() * 1000)
+    config = SyntheticConfig(symbols=50, seed=3, count=RATE * LATENCY_SECONDS, start_timestamp=now_ms)
+    trades = OptionTradeGenerator(config).take(RATE * LATENCY_SECONDS)
     values = serde.encode_batch(trades)
     produced: dict[str, float] = {}
     visible: dict[str, float] = {}
