@@ -32,6 +32,7 @@ import dagster as dg
 import pytest
 import yaml
 from dagster._core.scheduler.instigation import InstigatorTick, InstigatorType, TickStatus
+from test_dagster_sensors import APP_PY  # the stand-in pipeline process: records pid, config
 
 from tradesignals_dagster.deploy.process import ProcessRuntime
 
@@ -41,30 +42,6 @@ SENSORS = ("pipeline_redeploy", "pipeline_health")
 PIPELINE_TAG = "tradesignals/pipeline"
 DAGSTER_BIN = Path(sys.executable).parent
 INSTANCE_YAML = Path(__file__).resolve().parents[2] / "tradesignals_dagster" / "dev_instance.yaml"
-
-APP_PY = '''
-"""A cheap pipeline process: records its pid and config, then idles until SIGTERM."""
-import json, os, signal, sys, time
-from pathlib import Path
-from tradesignals_dagster.registry.loader import load_application
-
-
-def build(ctx):
-    """Never called: this process stands in for a pipeline without running the runtime."""
-    raise NotImplementedError
-
-
-if __name__ == "__main__":
-    app = load_application(os.environ["TRADESIGNALS_REGISTRY"], os.environ["TRADESIGNALS_PIPELINES_DIR"])
-    key = os.environ["TRADESIGNALS_PIPELINE"]
-    out = Path(os.environ["TRADESIGNALS_STATE_DIR"]) / f"{key}.started.json"
-    out.write_text(json.dumps({"pid": os.getpid(), "config": app.pipelines[key].config}))
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-    while not stop:
-        time.sleep(0.2)
-    sys.exit(0)
-'''
 
 T = TypeVar("T")
 
