@@ -20,7 +20,6 @@ import shutil
 import signal
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,13 +47,13 @@ from test_pipelines_support import (
 )
 
 from tradesignals_dagster.control.apply import ControlPlane
+from tradesignals_dagster.control.inspect import pipeline_metrics
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.kafka.admin import KafkaAdmin
 from tradesignals_dagster.kafka.replication import replication_health
 from tradesignals_dagster.stack.process import pid_alive, tail, tcp_open
 from tradesignals_dagster.stack.stack import SchemaRegistryService
 from tradesignals_dagster.streaming.files import write_records
-from tradesignals_dagster.streaming.metrics import metrics_port_file
 from tradesignals_dagster.streaming.records import RecordSchema
 from tradesignals_dagster.streaming.replay import replay_file
 from tradesignals_dagster.streaming.synthetic import OptionTradeGenerator, SyntheticConfig
@@ -87,20 +86,10 @@ RESTART_TIMEOUT = 300.0
 
 
 def _records_out(env: PipelineEnv, key: str) -> int | None:
-    """The pipeline's ``tradesignals_records_out_total`` (acknowledged output), from its metrics
-    endpoint; None while it does not answer. Independent of the brokers, so it can be read
-    while one is dying."""
-    try:
-        port = int(metrics_port_file(env.settings.state_dir, key).read_text())
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{port}/metrics", timeout=1) as resp:
-            text = resp.read().decode()
-    except (OSError, ValueError):
-        return None
-    for line in text.splitlines():
-        if line.startswith("tradesignals_records_out_total"):
-            return int(float(line.rsplit(" ", 1)[1]))
-    return None
+    """The pipeline's acknowledged output (``records_out_total`` on its metrics endpoint); None
+    while it does not answer. Independent of the brokers, so it can be read while one is dying."""
+    value = pipeline_metrics(env.settings.state_dir, key, timeout_s=1).get("records_out_total")
+    return None if value is None else int(value)
 
 
 class Progress:
