@@ -109,3 +109,26 @@ def test_a_coin_flip_model_does_not_beat_the_baseline() -> None:
     assert not ev.passed
     perfect = evaluate(y_train, y_test, y_test * 0.8 + 0.1, last_train, last_test)
     assert perfect.passed, perfect.reason
+
+
+def test_missing_values_zero_prices_and_null_symbols() -> None:
+    """A missing start counts as a 1 ms bar; a zero or missing price gives 0.0, never inf or NaN;
+    bars without a symbol see no history (the semantics of the Arrow implementation kept)."""
+    table = pa.table(
+        {
+            "symbol": ["A", "A", "A", None, None],
+            "sequence": [0, 1, 2, 0, 1],
+            "start_timestamp": pa.array([0, None, 2000, 0, 10], pa.int64()),
+            "timestamp": [1000, 2000, 2500, 1000, 20],
+            "close": pa.array([0.0, 2.0, None, 4.0, 5.0]),
+            "vwap": [1.0, 2.0, 2.0, 0.0, 5.0],
+            "volume": [10, 20, 30, 40, 50],
+            "trade_count": [1, 2, 3, 4, 5],
+        }
+    )
+    out = feats.feature_table(feats.bars_frame(table, sort=False), list(feats.FEATURES)).to_pydict()
+    assert out["volume_rate"] == [10.0, 20_000.0, 60.0, 40.0, 5_000.0]
+    assert out["bar_seconds"] == [1.0, 0.0, 0.5, 1.0, 0.01]
+    assert out["returns_1"] == [0.0, 0.0, 0.0, 0.0, 0.0]  # 2/0, missing close, no history
+    assert out["last_direction"] == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert out["vwap_gap"] == [-1.0, 0.0, 0.0, 0.0, 0.0]

@@ -1,15 +1,17 @@
-"""Features of volume bars, computed with Arrow compute on whole columns (no per-row loops).
+"""Features of volume bars, computed with numpy on whole columns (no per-row loops).
 
-One definition serves training and live scoring so the two cannot drift: training calls
-:func:`feature_table` on a whole dataset; the scoring processor keeps the last
-:data:`LOOKBACK` bars of each symbol and calls the same function on those bars plus the new
-ones, then keeps the rows of the new bars. Every lagged value is taken within a symbol (rows are
-ordered by symbol, then time); a lag that reaches before a symbol's first known bar is null, and
-nulls become 0.0 in the matrix, identically in both paths.
+One definition serves training and live scoring so the two cannot drift: both call
+:func:`feature_matrix`, training (through :func:`frame_matrix`) on a whole dataset read with
+Arrow, the live scorer (:mod:`tradesignals_dagster.ml.scoring`) on each symbol's last
+:data:`LOOKBACK` bars plus the new ones, keeping the rows of the new bars. Every lagged value is
+taken within a symbol (rows are ordered by symbol, then time); a lag that reaches before a
+symbol's first known bar is missing, and missing or non-finite values become 0.0, identically in
+both paths.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,40 +99,87 @@ def _shift(column: pa.Array, symbols: pa.Array, k: int) -> pa.Array:
     return pc.if_else(same, moved, pa.nulls(n, column.type))
 
 
-def _compute(name: str, c: dict[str, pa.Array]) -> pa.Array:
-    close, sym = c["close"], c["symbol"]
+def _lag(values: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """``values`` k rows earlier within the same group (symbol); NaN (missing) where that row is
+    another symbol's or before the first row."""
+    n = len(values)
+    out = np.full(n, np.nan)
+    if k < n:
+        out[k:] = values[: n - k]
+        out[k:][group[k:] != group[: n - k]] = np.nan
+    return out
+
+
+def _compute(name: str, c: Mapping[str, np.ndarray], group: np.ndarray) -> np.ndarray:
+    """Feature ``name`` as float64, NaN where a value or its history is missing."""
+    close = c["close"]
     if name == "returns_1":
-        return pc.subtract(pc.divide(close, _shift(close, sym, 1)), 1.0)
+        return close / _lag(close, group, 1) - 1.0
     if name == "returns_5":
-        return pc.subtract(pc.divide(close, _shift(close, sym, 5)), 1.0)
+        return close / _lag(close, group, 5) - 1.0
     if name == "vwap_gap":
-        return pc.subtract(pc.divide(close, c["vwap"]), 1.0)
-    duration_ms = pc.max_element_wise(pc.subtract(c["timestamp"], c["start_timestamp"]), 1)
+        return close / c["vwap"] - 1.0
+    elapsed = (c["timestamp"] - c["start_timestamp"]).astype(np.float64)
     if name == "volume_rate":
-        return pc.divide(pc.multiply(c["volume"], 1000.0), pc.cast(duration_ms, pa.float64()))
+        # fmax: a missing duration counts as 1 ms, as Arrow's max_element_wise (skip_nulls) did.
+        return (c["volume"] * 1000.0) / np.fmax(elapsed, 1.0)
     if name == "trade_count":
         return c["trade_count"]
     if name == "bar_seconds":
-        return pc.divide(pc.cast(pc.subtract(c["timestamp"], c["start_timestamp"]), pa.float64()), 1000.0)
+        return elapsed / 1000.0
     if name == "last_direction":
-        return pc.cast(pc.sign(pc.subtract(close, _shift(close, sym, 1))), pa.float64())
+        return np.sign(close - _lag(close, group, 1))
     raise InvalidTrainingInput(f"unknown feature '{name}' (features: {', '.join(FEATURES)})")
 
 
-def _arrays(frame: pa.Table) -> dict[str, pa.Array]:
-    return {name: frame[name].combine_chunks() for name in BAR_COLUMNS}
+def feature_matrix(columns: Mapping[str, np.ndarray], group: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """The features ``names`` (rows x features, float64) of bars given as numpy columns: ``close``,
+    ``vwap``, ``volume``, ``trade_count`` (float64), ``start_timestamp``, ``timestamp`` (int64
+    milliseconds; float64 with NaN where missing) and ``group``, one id per row, equal for the rows
+    of one symbol, which are contiguous and in time order. Missing history and non-finite values
+    (a zero price) are 0.0. Training (:func:`feature_table`) and the live scorer both call this."""
+    unknown = [n for n in names if n not in FEATURES]
+    if unknown:
+        raise InvalidTrainingInput(f"unknown feature '{unknown[0]}' (features: {', '.join(FEATURES)})")
+    out = np.empty((len(group), len(names)), dtype=np.float64)
+    with np.errstate(all="ignore"):
+        for j, name in enumerate(names):
+            out[:, j] = _compute(name, columns, group)
+    out[~np.isfinite(out)] = 0.0
+    return out
+
+
+def _group_ids(symbols: pa.ChunkedArray) -> np.ndarray:
+    """An id per row, equal for rows of the same symbol; a null symbol matches no other row."""
+    indices = pc.dictionary_encode(symbols.combine_chunks()).indices
+    ids = pc.fill_null(indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    nulls = ids < 0
+    if nulls.any():
+        ids[nulls] = -1 - np.arange(int(nulls.sum()))
+    return ids
+
+
+def _columns(frame: pa.Table) -> dict[str, np.ndarray]:
+    return {
+        name: frame[name].to_numpy()
+        for name in ("close", "vwap", "volume", "trade_count", "start_timestamp", "timestamp")
+    }
+
+
+def frame_matrix(frame: pa.Table, names: Sequence[str]) -> np.ndarray:
+    """:func:`feature_matrix` of every row of ``frame`` (from :func:`bars_frame`), in its order."""
+    return feature_matrix(_columns(frame), _group_ids(frame["symbol"]), names)
 
 
 def feature_table(frame: pa.Table, names: list[str]) -> pa.Table:
     """The features ``names`` of every row of ``frame`` (from :func:`bars_frame`), float64, in
     ``frame``'s order; non-finite values (a zero price) and missing history are 0.0."""
-    arrays = _arrays(frame)
-    out = {}
-    for name in names:
-        values = pc.cast(_compute(name, arrays), pa.float64())
-        finite = pc.fill_null(pc.is_finite(values), False)
-        out[name] = pc.if_else(finite, values, 0.0)
-    return pa.table(out)
+    values = frame_matrix(frame, names)
+    return pa.table({name: values[:, j] for j, name in enumerate(names)})
+
+
+def _arrays(frame: pa.Table) -> dict[str, pa.Array]:
+    return {name: frame[name].combine_chunks() for name in BAR_COLUMNS}
 
 
 def next_bar_direction(frame: pa.Table) -> pa.Array:

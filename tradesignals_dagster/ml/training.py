@@ -108,8 +108,8 @@ def train(
             f"model '{model.key}': {len(y)} labelled bars in the window ({len(parts)} day(s)); "
             f"need {MIN_ROWS}"
         )
-    x = feats.matrix(feats.feature_table(frame, model.features))
-    last = feats.matrix(feats.feature_table(frame, ["last_direction"]))[:, 0]
+    x = feats.frame_matrix(frame, model.features)
+    last = feats.frame_matrix(frame, ["last_direction"])[:, 0]
     train_idx, test_idx = time_split(frame["timestamp"].to_numpy(), model.holdout_fraction)
     fitted = trainer.fit(x[train_idx], y[train_idx], model.params)
     p_test = trainer.predict_up(fitted, x[test_idx])
