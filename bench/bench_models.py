@@ -24,10 +24,10 @@ import pyarrow.parquet as pq
 
 from bench.common import Result
 from tradesignals_dagster.datasets.store import object_store
+from tradesignals_dagster.ml.scoring import BarScorer, load_promoted
 from tradesignals_dagster.ml.training import train
 from tradesignals_dagster.registry import load_application
 from tradesignals_dagster.settings import Settings
-from tradesignals_dagster.streaming.processors.scoring import BarScorer, load_promoted
 from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator, VolumeBarsConfig
 
 ROOT = Path(__file__).resolve().parents[1]

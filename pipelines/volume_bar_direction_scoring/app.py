@@ -2,10 +2,10 @@
 
 import os
 
+from tradesignals_dagster.ml.scoring import BarScorer, ScoringConfig, load_promoted
 from tradesignals_dagster.settings import load_settings
 from tradesignals_dagster.streaming.entry import main
 from tradesignals_dagster.streaming.processors.base import BuildContext
-from tradesignals_dagster.streaming.processors.scoring import BarScorer, ScoringConfig, load_promoted
 
 
 def build(ctx: BuildContext) -> BarScorer:
