@@ -47,7 +47,7 @@ drills: install
 
 bench: install
 	$(BIN)/pip install -q -e '.[dev,bench]'
-	$(PY) -m bench.run
+	eval "$$(scripts/dockerd.sh)" && $(PY) -m bench.run
 
 stack-up: install
 	$(BIN)/tradesignals stack up

@@ -17,6 +17,7 @@ GROUPS = [
     "clickhouse_sink",
     "dataset_export",
     "models",
+    "docker",
 ]
 
 
