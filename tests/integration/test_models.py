@@ -27,11 +27,11 @@ from tradesignals_dagster.defs.models import CHECK, model_asset, run_training
 from tradesignals_dagster.defs.resources import TradesignalsResource
 from tradesignals_dagster.deploy.desired import desired_state
 from tradesignals_dagster.ml.errors import CorruptArtifact, InvalidTrainingInput
+from tradesignals_dagster.ml.scoring import load_promoted
 from tradesignals_dagster.ml.store import ModelStore
 from tradesignals_dagster.registry import load_application
 from tradesignals_dagster.settings import load_settings
 from tradesignals_dagster.streaming.processors.base import BuildContext
-from tradesignals_dagster.streaming.processors.scoring import load_promoted
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "volume_bar_direction"

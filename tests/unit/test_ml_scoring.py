@@ -1,6 +1,6 @@
 """The live scorer the scoring pipeline runs (:mod:`tradesignals_dagster.ml.scoring`): its features
 are the training features of the same bars, bit for bit, and its signals and state snapshots are
-those of the first implementation (:mod:`tradesignals_dagster.streaming.processors.scoring`) on
+those of the first implementation (``scoring_reference.py``, kept beside the tests) on
 in-order, out-of-order, tied and restored input; the trainer's fast gradient-boosting prediction
 equals scikit-learn's ``predict_proba``."""
 
@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+import scoring_reference as reference
 
 from tradesignals_dagster.ml import features as feats
-from tradesignals_dagster.ml.scoring import BarScorer
+from tradesignals_dagster.ml.scoring import BarScorer, LoadedModel
 from tradesignals_dagster.ml.trainers import SklearnTrainer, _tree_predictor
-from tradesignals_dagster.streaming.processors import scoring as reference
 from tradesignals_dagster.streaming.processors.base import is_stateful
-from tradesignals_dagster.streaming.processors.scoring import LoadedModel
 
 FEATURES = list(feats.FEATURES)
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from tradesignals_dagster.ml.scoring import BarScorer, LoadedModel
 from tradesignals_dagster.ml.trainers import SklearnTrainer
 from tradesignals_dagster.streaming.processors.base import is_stateful
-from tradesignals_dagster.streaming.processors.scoring import BarScorer, LoadedModel
 
 FEATURES = ["returns_1", "returns_5", "vwap_gap", "last_direction"]
 

@@ -188,10 +188,3 @@ def next_bar_direction(frame: pa.Table) -> pa.Array:
     arrays = _arrays(frame)
     nxt = _shift(arrays["close"], arrays["symbol"], -1)
     return pc.cast(pc.greater(nxt, arrays["close"]), pa.int8())
-
-
-def matrix(features: pa.Table) -> np.ndarray:
-    """The features as a 2-D float64 array (rows x features) for the trainer."""
-    if features.num_columns == 0:
-        return np.zeros((features.num_rows, 0))
-    return np.column_stack([features[n].to_numpy() for n in features.column_names]).astype(np.float64)

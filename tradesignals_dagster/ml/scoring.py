@@ -9,9 +9,11 @@ time and sequence (a stable sort, history first), the features are computed at o
 of the new bars are scored in one ``predict_up`` call. Per bar, Python only reads the record's
 fields and builds the output dict.
 
-The signals are those of :class:`tradesignals_dagster.streaming.processors.scoring.BarScorer`
-(the first implementation, on Arrow tables and deques of tuples) bit for bit, and so are the
-state snapshots; the unit tests compare the two on in-order, out-of-order and restored input.
+The model version is fixed for the life of the process: the deploy passes the promoted version
+in ``TRADESIGNALS_MODEL_VERSION`` (part of the desired state, so promoting a new version
+redeploys the pipeline). The signals and state snapshots equal, bit for bit, those of the first
+implementation (Arrow tables and deques of tuples), which the unit tests keep as a reference
+(``tests/unit/scoring_reference.py``) and compare on in-order, out-of-order and restored input.
 """
 
 from __future__ import annotations
@@ -21,15 +23,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from tradesignals_dagster.ml import features as feats
 from tradesignals_dagster.streaming.processors.base import SourcePosition
-from tradesignals_dagster.streaming.processors.scoring import (
-    SNAPSHOT_VERSION,
-    LoadedModel,
-    ScoringConfig,
-    load_promoted,
-)
 
 __all__ = ["BarScorer", "LoadedModel", "ScoringConfig", "load_promoted"]
 
@@ -55,6 +52,30 @@ def _in_time_order(slots: np.ndarray, timestamps: np.ndarray, sequences: np.ndar
         (timestamps[1:] == timestamps[:-1]) & (sequences[1:] >= sequences[:-1])
     )
     return bool(np.all(later | (slots[1:] != slots[:-1])))
+
+
+SNAPSHOT_VERSION = 1
+"""Version of the state snapshots (per symbol: its last bars)."""
+
+
+class ScoringConfig(BaseModel):
+    """``config.yaml`` of a scoring pipeline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str = Field(description="The model scored (a key of the registry's Models section).")
+
+
+class LoadedModel(BaseModel):
+    """A promoted model ready to score: id, version, features, the fitted object and its trainer."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    model_id: str = Field(description="Model id.")
+    version: str = Field(description="The promoted version scored with.")
+    features: list[str] = Field(description="Feature names, in the order the model was fitted on.")
+    fitted: Any = Field(description="The trainer's fitted model.")
+    trainer: Any = Field(description="The Trainer that made it (predict_up).")
 
 
 class BarScorer:
@@ -232,3 +253,22 @@ class BarScorer:
             self._ints[slot, _L - count :] = ints.reshape(count, len(_INTS))
             self._floats[slot, _L - count :] = floats.reshape(count, len(_FLOATS))
             self._len[slot] = count
+
+
+def load_promoted(model_id: str, settings: Any, version: str | None = None) -> LoadedModel | None:
+    """The model ``version`` (else the promoted one) from the object store ``settings`` name, or
+    None when nothing is promoted yet."""
+    from tradesignals_dagster.datasets.store import object_store
+    from tradesignals_dagster.ml.store import ModelStore
+    from tradesignals_dagster.ml.trainers import trainer_for
+
+    store = ModelStore(object_store(settings), model_id)
+    version = version or store.current()
+    if version is None:
+        return None
+    card = store.card(version) or {}
+    trainer = trainer_for(str(card.get("trainer", "sklearn")))
+    fitted = trainer.loads(store.artifact(version))
+    return LoadedModel(
+        model_id=model_id, version=version, features=list(card["features"]), fitted=fitted, trainer=trainer
+    )

@@ -1,14 +1,6 @@
-"""Live scoring: each volume bar in, the promoted model's probability that the symbol's next bar
-closes higher out.
-
-Features come from :func:`tradesignals_dagster.ml.features.feature_table`, the function training
-uses: for a batch, each symbol's last :data:`~tradesignals_dagster.ml.features.LOOKBACK` bars
-(kept in memory and in the pipeline's state topic, so a restart keeps the history) are put before
-its new bars, the features of all those rows are computed at once with Arrow, and the rows of
-the new bars are scored in one ``predict_proba`` call. The model version is fixed for the life
-of the process: the deploy passes the promoted version in ``TRADESIGNALS_MODEL_VERSION`` (part of
-the desired state, so promoting a new version redeploys the pipeline).
-"""
+"""The first live scorer (Arrow tables and deques of tuples), kept as the tests' reference: the
+product's scorer (:mod:`tradesignals_dagster.ml.scoring`) must give the same signals and state
+snapshots bit for bit. Not product code."""
 
 from __future__ import annotations
 
@@ -20,36 +12,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
 
 from tradesignals_dagster.ml import features as feats
+from tradesignals_dagster.ml.scoring import SNAPSHOT_VERSION, LoadedModel
 from tradesignals_dagster.ml.trainers import Trainer
 from tradesignals_dagster.streaming.processors.base import SourcePosition
 
 log = logging.getLogger(__name__)
-SNAPSHOT_VERSION = 1
 _NUMERIC = ("sequence", "start_timestamp", "timestamp", "close", "vwap", "volume", "trade_count")
-"""Bar columns after ``symbol``, in :data:`~tradesignals_dagster.ml.features.BAR_COLUMNS` order."""
-
-
-class ScoringConfig(BaseModel):
-    """``config.yaml`` of a scoring pipeline."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    model_id: str = Field(description="The model scored (a key of the registry's Models section).")
-
-
-class LoadedModel(BaseModel):
-    """A promoted model ready to score: id, version, features, the fitted object and its trainer."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
-
-    model_id: str = Field(description="Model id.")
-    version: str = Field(description="The promoted version scored with.")
-    features: list[str] = Field(description="Feature names, in the order the model was fitted on.")
-    fitted: Any = Field(description="The trainer's fitted model.")
-    trainer: Any = Field(description="The Trainer that made it (predict_up).")
 
 
 class BarScorer:
@@ -81,7 +51,7 @@ class BarScorer:
             table, [("symbol", "ascending"), ("timestamp", "ascending"), ("sequence", "ascending")]
         )
         frame = feats.bars_frame(table.take(order), sort=False)
-        x = feats.matrix(feats.feature_table(frame, self.model.features))
+        x = _matrix(feats.feature_table(frame, self.model.features))
         where = np.empty(len(order), dtype=np.int64)
         where[order.to_numpy()] = np.arange(len(order))
         trainer: Trainer = self.model.trainer
@@ -146,20 +116,8 @@ class BarScorer:
             self._history[str(snap["symbol"])] = hist
 
 
-def load_promoted(model_id: str, settings: Any, version: str | None = None) -> LoadedModel | None:
-    """The model ``version`` (else the promoted one) from the object store ``settings`` name, or
-    None when nothing is promoted yet."""
-    from tradesignals_dagster.datasets.store import object_store
-    from tradesignals_dagster.ml.store import ModelStore
-    from tradesignals_dagster.ml.trainers import trainer_for
-
-    store = ModelStore(object_store(settings), model_id)
-    version = version or store.current()
-    if version is None:
-        return None
-    card = store.card(version) or {}
-    trainer = trainer_for(str(card.get("trainer", "sklearn")))
-    fitted = trainer.loads(store.artifact(version))
-    return LoadedModel(
-        model_id=model_id, version=version, features=list(card["features"]), fitted=fitted, trainer=trainer
-    )
+def _matrix(features: pa.Table) -> np.ndarray:
+    """The features as a 2-D float64 array (rows x features) for the trainer."""
+    if features.num_columns == 0:
+        return np.zeros((features.num_rows, 0))
+    return np.column_stack([features[n].to_numpy() for n in features.column_names]).astype(np.float64)
