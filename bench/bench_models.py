@@ -6,12 +6,18 @@ object store holding 20 daily Parquet partitions written like the export (decima
 millisecond timestamps), with the flagship's model entry (gradient boosting): read, features,
 split, fit, evaluation, artifact write. Throughput is measured in process, without Kafka: the
 scoring processor on decoded bars (batches of 1,000, as the runtime hands them) beside the
-volume-bars processor on decoded trades, so the ratio is of the transforms only; the
-Kafka-to-Kafka figures of ``make bench streaming`` come on top of both.
+volume-bars processor on decoded trades, so the ratio is of the transforms only. Then the
+issue's figure: both pipelines as shipped, through a real broker, in this process (as
+``bench_time_bars`` does): volume bars over 2M pre-loaded trades, then the scoring pipeline over
+the bars that run wrote, with the model just trained promoted in the object store its
+``app.py`` reads (``TRADESIGNALS_OBJECT_STORE_URL``). Each is timed from its first checkpoint to
+its last; the ratio is messages in per second, bars against trades.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
 from datetime import date, timedelta
@@ -32,6 +38,8 @@ from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggre
 
 ROOT = Path(__file__).resolve().parents[1]
 DAYS, BARS_PER_DAY, SYMBOLS = 20, 100_000, 200
+KAFKA_TRADES = int(os.environ.get("BENCH_MODELS_KAFKA_TRADES", "2000000"))
+SCORING_PIPELINE = "volume_bar_direction_scoring"
 
 
 def _day(day: date, rng: np.random.Generator) -> pa.Table:
@@ -114,6 +122,7 @@ def run() -> list[Result]:
 
         ModelStore(store, model.key).promote(result.version)
         loaded = load_promoted(model.key, settings)
+        pipelines = through_kafka(root.as_uri(), KAFKA_TRADES)
     scorer = BarScorer(loaded)
     bars = VolumeBarAggregator(VolumeBarsConfig(bar_volume=500), price_scale=4)
     scoring = _rate(scorer.process, _records(200_000, rng))
@@ -139,4 +148,38 @@ def run() -> list[Result]:
             f"scoring {scoring:,.0f} bars/s vs volume bars {volume:,.0f} trades/s; batches of 1,000, "
             "decoded records, no Kafka",
         ),
+        pipelines,
     ]
+
+
+def through_kafka(store_url: str, trades: int) -> Result:
+    """The scoring pipeline's throughput beside the volume-bars pipeline's, both through Kafka."""
+    from bench.bench_streaming import run_product
+    from bench.streaming_kafka import BARS_PIPELINE, preload_trades, running_stack
+
+    previous = os.environ.get("TRADESIGNALS_OBJECT_STORE_URL")
+    os.environ["TRADESIGNALS_OBJECT_STORE_URL"] = store_url
+    try:
+        with running_stack() as bench:
+            print(f"   pre-loading {trades:,} trades", file=sys.stderr, flush=True)
+            preload_trades(bench, trades)
+            bars_timing, bars = run_product(bench, trades, BARS_PIPELINE)
+            scoring_timing, signals = run_product(bench, bars, SCORING_PIPELINE)
+    finally:
+        if previous is None:
+            os.environ.pop("TRADESIGNALS_OBJECT_STORE_URL", None)
+        else:
+            os.environ["TRADESIGNALS_OBJECT_STORE_URL"] = previous
+    if signals != bars:
+        raise RuntimeError(f"the scoring pipeline wrote {signals} signals for {bars} bars")
+    volume, scoring = bars_timing.rate(), scoring_timing.rate()
+    ratio = scoring / volume
+    return Result(
+        "scoring pipeline / volume bars pipeline (Kafka in/out, 1 process)",
+        ">= 0.5x",
+        ratio,
+        "x",
+        ratio >= 0.5,
+        f"scoring {scoring:,.0f} bars/s over the {bars:,} bars volume bars wrote, one signal each; "
+        f"volume bars {volume:,.0f} trades/s over {trades:,} pre-loaded trades; pipelines as shipped",
+    )
