@@ -205,3 +205,54 @@ def test_service_drift_names_the_pipeline_whose_committed_service_is_stale(
 def test_every_pipeline_asset_has_a_compose_check(tree: Path) -> None:
     checks = {(c.asset_key.to_user_string(), c.name) for d in build_checks(load(tree)) for c in d.check_specs}
     assert {(f"pipelines/{k}", "compose_service_current") for k in (BARS, INGEST)} <= checks
+
+
+SCORING = "volume_bar_direction_scoring"
+
+
+def test_a_model_reading_container_is_told_where_the_object_store_is_but_not_its_keys(tree: Path) -> None:
+    settings = settings_for(
+        tree, object_store_url="s3://models-bucket/prod", object_store_endpoint="http://127.0.0.1:9"
+    )
+    app = load(tree)
+    scoring = desired_state(app, SCORING, settings)
+    assert scoring.env["TRADESIGNALS_OBJECT_STORE_URL"] == "s3://models-bucket/prod"
+    assert scoring.env["TRADESIGNALS_OBJECT_STORE_ENDPOINT"] == "http://127.0.0.1:9"
+    assert not any(k.startswith("AWS_") for k in scoring.env), scoring.env
+    # a pipeline that reads no model is not given the store
+    assert "TRADESIGNALS_OBJECT_STORE_URL" not in desired_state(app, BARS, settings).env
+    # a host directory cannot be read from a container: no URL that would point nowhere
+    local = desired_state(app, SCORING, settings_for(tree, object_store_url=(tree / "store").as_uri()))
+    assert "TRADESIGNALS_OBJECT_STORE_URL" not in local.env
+    # compose passes the store's credentials through from the environment, for that service only
+    services = compose_document(app, settings, base=tree)["services"]
+    assert services[SCORING.replace("_", "-")]["environment"]["AWS_SECRET_ACCESS_KEY"] is None
+    assert "AWS_SECRET_ACCESS_KEY" not in services[BARS.replace("_", "-")]["environment"]
+
+
+def test_object_store_keys_reach_only_containers_that_read_models(tree: Path) -> None:
+    from tradesignals_dagster.deploy.docker_support import container_environment, object_store_secrets
+
+    keys = {"AWS_ACCESS_KEY_ID": "AKIA-test", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    settings = settings_for(tree, object_store_url="s3://b/p")
+    assert object_store_secrets(settings, {**keys, "HOME": "/root"}) == keys
+    assert object_store_secrets(settings, {"HOME": "/root"}) == {}
+    env = {"TRADESIGNALS_PIPELINE": SCORING}
+    reading = container_environment(env, {}, keys, reads_models=True, port=9100, replica=0)
+    assert reading["AWS_SECRET_ACCESS_KEY"] == "s3cr3t" and reading["TRADESIGNALS_METRICS_PORT"] == "9100"
+    other = container_environment(env, {}, keys, reads_models=False, port=9101, replica=1)
+    assert not any(k.startswith("AWS_") for k in other) and other["TRADESIGNALS_INSTANCE"] == "1"
+
+
+def test_the_local_stacks_s3_keys_are_handed_to_model_reading_containers(tree: Path) -> None:
+    import json
+
+    from tradesignals_dagster.deploy.docker_support import object_store_secrets
+
+    state = tree / "state"
+    state.mkdir()
+    creds = state / "s3-credentials.json"
+    creds.write_text(json.dumps({"access_key": "local-ak", "secret_key": "local-sk"}))
+    (state / "stack.json").write_text(json.dumps({"s3": {"credentials_file": str(creds)}}))
+    got = object_store_secrets(settings_for(tree), {})
+    assert got == {"AWS_ACCESS_KEY_ID": "local-ak", "AWS_SECRET_ACCESS_KEY": "local-sk"}

@@ -26,6 +26,8 @@ from tradesignals_dagster.deploy.container import (
     container_desired_state,
 )
 from tradesignals_dagster.deploy.docker import CONTAINER_USER, L_PIPELINE, L_VERSION, LABEL
+from tradesignals_dagster.deploy.docker_support import AWS_SECRET_VARIABLES
+from tradesignals_dagster.ml.deploy import scored_model
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
 
@@ -73,6 +75,8 @@ def compose_service(
             **desired.env,
             "TRADESIGNALS_INSTANCE": "0",
             **dict.fromkeys(SECRET_VARIABLES),  # no value: passed through from the environment, if set
+            # a pipeline that reads models also gets the object store's credentials, the same way
+            **(dict.fromkeys(AWS_SECRET_VARIABLES) if scored_model(app, key) is not None else {}),
         },
         "labels": {
             L_PIPELINE: key,

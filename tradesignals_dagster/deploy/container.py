@@ -17,12 +17,15 @@ The version is the registry/config hash and the image tag, so either change rede
 
 from __future__ import annotations
 
+import logging
+
 from tradesignals_dagster.deploy.desired import config_hash
 from tradesignals_dagster.deploy.images import pipeline_image_ref
 from tradesignals_dagster.deploy.runtime import DesiredState
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings
 
+log = logging.getLogger(__name__)
 CONTAINER_REGISTRY = "/etc/tradesignals/registry"
 CONTAINER_PIPELINES = "/etc/tradesignals/pipelines"
 CONTAINER_STATE = "/tmp/tradesignals"
@@ -43,6 +46,29 @@ def container_env(settings: Settings, key: str) -> dict[str, str]:
     }
 
 
+def object_store_env(settings: Settings) -> dict[str, str]:
+    """Where a model-reading container finds the object store: an ``s3://`` store's URL, endpoint
+    and region (its credentials are secrets, added by the runtime). A ``file://`` store is on the
+    host, which a container cannot read: nothing, and the pipeline publishes nothing until it runs
+    where the store is (a warning says so at deploy)."""
+    from tradesignals_dagster.datasets.store import object_store
+
+    store = object_store(settings)
+    if store.kind != "s3":
+        log.warning(
+            "the object store %s is a host directory: a container cannot read models from it; set "
+            "TRADESIGNALS_OBJECT_STORE_URL to s3://bucket/prefix (or run `tradesignals stack up`)",
+            store.url,
+        )
+        return {}
+    env = {"TRADESIGNALS_OBJECT_STORE_URL": store.url}
+    if store.endpoint:
+        env["TRADESIGNALS_OBJECT_STORE_ENDPOINT"] = store.endpoint
+    if settings.object_store_region:
+        env["TRADESIGNALS_OBJECT_STORE_REGION"] = settings.object_store_region
+    return env
+
+
 def container_limits(app: StreamingApplication, key: str) -> dict[str, str]:
     """``cpus`` and ``memory`` from the registry's ``docker:`` section, where set."""
     docker = app.pipelines[key].docker
@@ -58,13 +84,14 @@ def container_desired_state(app: StreamingApplication, key: str, settings: Setti
     """What should run for pipeline ``key`` as containers (image by content tag, no host paths)."""
     image = pipeline_image_ref(app, key, settings)
     docker = app.pipelines[key].docker
-    from tradesignals_dagster.ml.deploy import model_pin, pinned_config_hash
+    from tradesignals_dagster.ml.deploy import model_pin, pinned_config_hash, scored_model
 
     pin = model_pin(app, key, settings)  # a scoring pipeline's promoted model version
+    store = object_store_env(settings) if scored_model(app, key) is not None else {}
     return DesiredState(
         key=key,
         command=(CONTAINER_PYTHON, f"{CONTAINER_APP_ROOT}/{key}/app.py"),
-        env={**container_env(settings, key), **pin},
+        env={**container_env(settings, key), **store, **pin},
         config_hash=pinned_config_hash(config_hash(app, key), pin),
         code_version=image.rsplit(":", 1)[1],
         image=image,

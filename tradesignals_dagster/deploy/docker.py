@@ -17,6 +17,7 @@ history - is one JSON file per pipeline under ``<state_dir>/containers/``.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -25,15 +26,18 @@ from typing import Any
 
 from tradesignals_dagster.deploy.container import CONTAINER_PIPELINES, CONTAINER_REGISTRY
 from tradesignals_dagster.deploy.docker_support import (
+    container_environment,
     describe_container_exit,
     docker_client,
     free_port,
     merge_metrics,
+    object_store_secrets,
     scrape,
     secret_env,
 )
 from tradesignals_dagster.deploy.errors import DeployError, PipelineStartError, UnknownPipelineError
 from tradesignals_dagster.deploy.runtime import DesiredState, RuntimeStatus
+from tradesignals_dagster.ml.deploy import VERSION_ENV
 from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.stack.process import file_lock, read_json, write_json
 
@@ -59,6 +63,7 @@ class DockerRuntime:
         pipelines_dir: Path,
         *,
         secrets: Mapping[str, str] | None = None,
+        store_secrets: Mapping[str, str] | None = None,
         builder: Builder | None = None,
         startup_wait: float = 30.0,
         stop_timeout: float = 60.0,
@@ -69,6 +74,7 @@ class DockerRuntime:
         self.registry_dir = Path(registry_dir).resolve()
         self.pipelines_dir = Path(pipelines_dir).resolve()
         self.secrets = dict(secrets or {})
+        self.store_secrets = dict(store_secrets or {})
         self.builder = builder
         self.startup_wait = startup_wait
         self.stop_timeout = stop_timeout
@@ -91,6 +97,7 @@ class DockerRuntime:
             settings.registry if settings.registry.is_dir() else settings.registry.parent,
             settings.pipelines_dir,
             secrets=secret_env(settings),
+            store_secrets=object_store_secrets(settings, os.environ),
             builder=build,
         )
         return runtime
@@ -208,12 +215,14 @@ class DockerRuntime:
             L_REPLICAS: str(desired.replicas), L_METRICS: str(port), L_DEPLOYMENT: deployment,
             L_CONFIG: desired.config_hash, L_CODE: desired.code_version, L_IMAGE: desired.image or "",
         }  # fmt: skip
-        env = {
-            **desired.env,
-            **self.secrets,
-            "TRADESIGNALS_METRICS_PORT": str(port),
-            "TRADESIGNALS_INSTANCE": str(replica),
-        }
+        env = container_environment(
+            desired.env,
+            self.secrets,
+            self.store_secrets,
+            reads_models=VERSION_ENV in desired.env or "TRADESIGNALS_OBJECT_STORE_URL" in desired.env,
+            port=port,
+            replica=replica,
+        )
         limits: dict[str, Any] = {}
         if "cpus" in desired.limits:
             limits["nano_cpus"] = int(float(desired.limits["cpus"]) * 1e9)

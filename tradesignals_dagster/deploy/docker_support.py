@@ -46,6 +46,45 @@ def secret_env(settings: Settings) -> dict[str, str]:
     return out
 
 
+AWS_SECRET_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+"""The object store's credentials, as the AWS SDK inside a container reads them."""
+
+
+def object_store_secrets(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """Credentials for the object store, for containers that read models from it: the AWS
+    variables of ``environ`` when set, else (the local stack's S3 server, no URL configured)
+    the stack's generated keys, which a container cannot read from the host's 0600 file."""
+    passed = {name: environ[name] for name in AWS_SECRET_VARIABLES if environ.get(name)}
+    if passed or settings.object_store_url:
+        return passed
+    from tradesignals_dagster.datasets.store import local_stack_credentials
+
+    local = local_stack_credentials(settings)
+    if local is None:
+        return {}
+    return {"AWS_ACCESS_KEY_ID": local.access_key, "AWS_SECRET_ACCESS_KEY": local.secret_key}
+
+
+def container_environment(
+    desired_env: Mapping[str, str],
+    secrets: Mapping[str, str],
+    store_secrets: Mapping[str, str],
+    *,
+    reads_models: bool,
+    port: int,
+    replica: int,
+) -> dict[str, str]:
+    """A replica's environment: what the desired state says, the credentials (object-store ones
+    only for a pipeline that reads models), its metrics port and replica number."""
+    return {
+        **desired_env,
+        **secrets,
+        **(store_secrets if reads_models else {}),
+        "TRADESIGNALS_METRICS_PORT": str(port),
+        "TRADESIGNALS_INSTANCE": str(replica),
+    }
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 now (containers share the host network)."""
     with socket.socket() as sock:
