@@ -9,6 +9,7 @@ does it for ``make test``). No engine: the tests fail, saying so. Nothing is ski
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer
 from test_pipelines_support import PROJECT, PipelineEnv, end_offsets, wait_for, write_env
 
 from tradesignals_dagster.control.apply import ControlPlane
@@ -184,3 +186,97 @@ def test_a_daemon_that_is_down_is_one_clear_error(world_readable_root: Path) -> 
             os.environ.pop("DOCKER_HOST", None)
         else:
             os.environ["DOCKER_HOST"] = saved
+
+
+def test_the_scoring_pipeline_as_a_container_reads_the_promoted_model_from_s3(
+    engine: Any,
+    source_snapshot: Path,
+    world_readable_root: Path,
+    stack: Any,
+    s3_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model lives on the S3 API server; the container gets the store's URL in its desired
+    state and the keys only as secrets, loads the promoted version and scores live bars."""
+    from datetime import date
+
+    import pyarrow.parquet as pq
+    from test_model_redeploy import BARS, SIGNALS, _produce_bars, _serde, _signals
+    from test_models import DATASET, MODEL, SCORING, _day_bars, _materialize
+
+    from tradesignals_dagster.datasets.store import object_store
+    from tradesignals_dagster.defs.resources import TradesignalsResource
+    from tradesignals_dagster.ml.store import ModelStore
+    from tradesignals_dagster.registry import load_application
+    from tradesignals_dagster.stack.s3 import BUCKET
+
+    root = world_readable_root
+    shutil.copytree(PROJECT / "registry", root / "registry")
+    shutil.copytree(PROJECT / "pipelines", root / "pipelines", ignore=shutil.ignore_patterns("__pycache__"))
+    creds = s3_server.credentials()
+    env = {
+        "TRADESIGNALS_OBJECT_STORE_URL": f"s3://{BUCKET}/models-{uuid.uuid4().hex[:8]}",
+        "TRADESIGNALS_OBJECT_STORE_ENDPOINT": str(s3_server.endpoint),
+        "TRADESIGNALS_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        "TRADESIGNALS_SCHEMA_REGISTRY_URL": stack.schema_registry_url,
+        "AWS_ACCESS_KEY_ID": creds["access_key"],
+        "AWS_SECRET_ACCESS_KEY": creds["secret_key"],
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(
+        registry=root / "registry",
+        pipelines_dir=root / "pipelines",
+        state_dir=root / "state",
+        runtime="docker",
+        image_source=source_snapshot,
+    )
+    store = object_store(settings)
+    for k in range(3):
+        day = date(2026, 3, 1 + k)
+        pq.write_table(
+            _day_bars(day, learnable=True, seed=1 + k),
+            store.path(DATASET, f"dt={day.isoformat()}", "part-00000.parquet"),
+            filesystem=store.filesystem,
+        )
+    app = load_application(settings.registry, settings.pipelines_dir)
+    resource = TradesignalsResource(
+        registry=str(settings.registry),
+        pipelines_dir=str(settings.pipelines_dir),
+        state_dir=str(settings.state_dir),
+    )
+    assert _materialize({"app": app, "resource": resource}).success
+    version = ModelStore(store, MODEL).current()
+    assert version is not None
+
+    runtime = runtime_for(settings)
+    assert isinstance(runtime, DockerRuntime)
+    try:
+        desired, status = deploy_pipeline(
+            app, SCORING, settings, ControlPlane.from_settings(settings), runtime
+        )
+        assert status.state == "running", status.detail
+        assert desired.env["TRADESIGNALS_MODEL_VERSION"] == version
+        assert desired.env["TRADESIGNALS_OBJECT_STORE_URL"] == env["TRADESIGNALS_OBJECT_STORE_URL"]
+        assert creds["secret_key"] not in json.dumps(desired.env)
+        (container,) = runtime.containers(SCORING)
+        assert f"AWS_SECRET_ACCESS_KEY={creds['secret_key']}" in container.attrs["Config"]["Env"]
+        assert creds["secret_key"] not in str(container.labels)
+        assert creds["secret_key"] not in (settings.state_dir / "containers" / f"{SCORING}.json").read_text()
+
+        symbol = f"D{uuid.uuid4().hex[:10].upper()}"
+        bars_serde, signals_serde = _serde(settings, app, BARS), _serde(settings, app, SIGNALS)
+        consumer = Consumer(
+            {**settings.kafka_config(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+        )
+        consumer.subscribe([SIGNALS])
+        try:
+            _produce_bars(settings, bars_serde, symbol, 0, 25)
+            seen: list[dict[str, Any]] = []
+            _signals(consumer, signals_serde, symbol, 25, seen)
+        finally:
+            consumer.close()
+        assert [s["sequence"] for s in seen] == list(range(25))
+        assert {s["model_version"] for s in seen} == {version}
+    finally:
+        runtime.stop(SCORING)
