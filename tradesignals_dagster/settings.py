@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         description="Project checkout pipeline images are built from (pyproject.toml at its root); "
         "default: the checkout this package is installed from.",
     )
+    redeploy_interval_s: int = Field(
+        10,
+        ge=1,
+        le=3600,
+        description="Seconds between the redeploy sensor's comparisons of desired and running "
+        "state (a change waits up to this long before its redeploy starts).",
+    )
     stall_after_s: float = Field(
         60.0,
         gt=0,

@@ -161,26 +161,41 @@ def _restart_request(
     )
 
 
-@dg.sensor(
-    name="pipeline_redeploy",
-    minimum_interval_seconds=15,
-    target=PIPELINES,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Redeploys a pipeline when its config, registry entry or code changes.",
-)
-def pipeline_redeploy(
-    context: dg.SensorEvaluationContext, tradesignals: TradesignalsResource
-) -> dg.SensorResult:
-    """See :func:`redeploy_requests`."""
-    try:
-        requests, cursor = redeploy_requests(tradesignals, _cursor(context))
-    except TradesignalsError as exc:
-        return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot evaluate: {exc}"))
-    for req in requests:
-        context.log.info(
-            f"requesting {req.tags.get('tradesignals/pipeline')}: {req.tags.get('tradesignals/reason')}"
-        )
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+DEFAULT_REDEPLOY_INTERVAL_S = 10
+"""How often the redeploy sensor compares desired and running state, unless the settings say
+otherwise (``TRADESIGNALS_REDEPLOY_INTERVAL_S``): a tick of the flagship takes ~25 ms, one of
+500 pipelines ~2.3 s, so 10 s keeps a change's wait short without a busy code server."""
+
+
+def redeploy_sensor(interval_s: int = DEFAULT_REDEPLOY_INTERVAL_S) -> dg.SensorDefinition:
+    """The ``pipeline_redeploy`` sensor, ticking every ``interval_s`` seconds."""
+
+    @dg.sensor(
+        name="pipeline_redeploy",
+        minimum_interval_seconds=interval_s,
+        target=PIPELINES,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Redeploys a pipeline when its config, registry entry or code changes.",
+    )
+    def pipeline_redeploy(
+        context: dg.SensorEvaluationContext, tradesignals: TradesignalsResource
+    ) -> dg.SensorResult:
+        """See :func:`redeploy_requests`."""
+        try:
+            requests, cursor = redeploy_requests(tradesignals, _cursor(context))
+        except TradesignalsError as exc:
+            return dg.SensorResult(skip_reason=dg.SkipReason(f"cannot evaluate: {exc}"))
+        for req in requests:
+            context.log.info(
+                f"requesting {req.tags.get('tradesignals/pipeline')}: {req.tags.get('tradesignals/reason')}"
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+    return pipeline_redeploy
+
+
+pipeline_redeploy = redeploy_sensor()
+"""The sensor at the default interval (what tests tick directly)."""
 
 
 @dg.sensor(
