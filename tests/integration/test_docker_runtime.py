@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
 from test_pipelines_support import PROJECT, PipelineEnv, end_offsets, wait_for, write_env
 
 from tradesignals_dagster.control.apply import ControlPlane
@@ -201,7 +200,7 @@ def test_the_scoring_pipeline_as_a_container_reads_the_promoted_model_from_s3(
     from datetime import date
 
     import pyarrow.parquet as pq
-    from test_model_redeploy import BARS, SIGNALS, _produce_bars, _serde, _signals
+    from test_model_redeploy import BARS, SIGNALS, _produce_bars, _serde, _signals, signals_consumer
     from test_models import DATASET, MODEL, SCORING, _day_bars, _materialize
 
     from tradesignals_dagster.datasets.store import object_store
@@ -266,10 +265,7 @@ def test_the_scoring_pipeline_as_a_container_reads_the_promoted_model_from_s3(
 
         symbol = f"D{uuid.uuid4().hex[:10].upper()}"
         bars_serde, signals_serde = _serde(settings, app, BARS), _serde(settings, app, SIGNALS)
-        consumer = Consumer(
-            {**settings.kafka_config(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-        )
-        consumer.subscribe([SIGNALS])
+        consumer = signals_consumer(settings)
         try:
             _produce_bars(settings, bars_serde, symbol, 0, 25)
             seen: list[dict[str, Any]] = []

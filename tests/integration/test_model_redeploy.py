@@ -87,6 +87,15 @@ def _produce_bars(settings: Settings, serde: AvroSerde, symbol: str, first: int,
     assert producer.flush(30) == 0
 
 
+def signals_consumer(settings: Settings) -> Consumer:
+    """A consumer of ``option_bar_signals`` from its start, in a group of its own."""
+    consumer = Consumer(
+        {**settings.kafka_config(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([SIGNALS])
+    return consumer
+
+
 def _signals(
     consumer: Consumer, serde: AvroSerde, symbol: str, want: int, seen: list[dict[str, Any]]
 ) -> None:
@@ -122,10 +131,7 @@ def test_a_promoted_version_redeploys_the_scoring_pipeline_and_scores_the_next_b
 
     symbol = f"T{uuid.uuid4().hex[:10].upper()}"
     bars_serde, signals_serde = _serde(settings, app, BARS), _serde(settings, app, SIGNALS)
-    consumer = Consumer(
-        {**settings.kafka_config(), "group.id": f"t-{uuid.uuid4().hex}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([SIGNALS])
+    consumer = signals_consumer(settings)
     try:
         _produce_bars(settings, bars_serde, symbol, 0, 30)
         seen: list[dict[str, Any]] = []
