@@ -137,7 +137,7 @@ def feature_matrix(columns: Mapping[str, np.ndarray], group: np.ndarray, names: 
     ``vwap``, ``volume``, ``trade_count`` (float64), ``start_timestamp``, ``timestamp`` (int64
     milliseconds; float64 with NaN where missing) and ``group``, one id per row, equal for the rows
     of one symbol, which are contiguous and in time order. Missing history and non-finite values
-    (a zero price) are 0.0. Training (:func:`feature_table`) and the live scorer both call this."""
+    (a zero price) are 0.0. Training (:func:`frame_matrix`) and the live scorer both call this."""
     unknown = [n for n in names if n not in FEATURES]
     if unknown:
         raise InvalidTrainingInput(f"unknown feature '{unknown[0]}' (features: {', '.join(FEATURES)})")
