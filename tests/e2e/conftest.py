@@ -121,15 +121,17 @@ def page(browser: Browser, product: Product) -> Iterator[Page]:
     pg = context.new_page()
     try:
         skip = pg.get_by_role("button", name="Skip")
-        pg.add_locator_handler(skip, lambda: skip.click())
         pg.goto(product.url + "/asset-groups", wait_until="domcontentloaded")
         try:
             skip.wait_for(state="visible", timeout=60_000)
         except PlaywrightTimeout:
-            pass  # not shown (yet): the handler skips it when it does
+            pass  # not shown (yet): the handler below skips it when it does
         else:
             skip.click()
             skip.wait_for(state="hidden")
+        # Registered only now: a handler for the very locator an action targets runs first,
+        # clicks the button away, and the action then waits for a button that is gone.
+        pg.add_locator_handler(skip, lambda: skip.click())
         yield pg
     finally:
         context.close()
