@@ -190,3 +190,24 @@ def test_health_sensor_brings_back_a_killed_pipeline_with_backoff(project: Any) 
 
     run_requested(settings, restart.run_requests[0])  # type: ignore[index]
     assert runtime.status(key).running and child_pid(runtime, key) != pid
+
+
+def test_a_reverted_config_gets_a_run_key_of_its_own(project: Any) -> None:
+    """Config A -> B -> A: the revert's run must not carry the first deploy's run key, since
+    Dagster never launches a run key twice (the daemon would skip it and the pipeline would stay
+    on B for good)."""
+    settings, resource, runtime, key = project
+    config = settings.pipelines_dir / key / "config.yaml"
+    first = tick(pipeline_redeploy, resource, None)
+    run_requested(settings, first.run_requests[0])  # type: ignore[index]
+    config.write_text("bar_volume: 250\n")
+    to_b = tick(pipeline_redeploy, resource, first.cursor)
+    run_requested(settings, to_b.run_requests[0])  # type: ignore[index]
+    assert tick(pipeline_redeploy, resource, to_b.cursor).run_requests == []
+
+    config.write_text("bar_volume: 100\n")
+    back_to_a = tick(pipeline_redeploy, resource, to_b.cursor)
+    keys = [r.run_key for r in (*first.run_requests, *to_b.run_requests, *back_to_a.run_requests)]  # type: ignore[misc]
+    assert len(keys) == 3 and len(set(keys)) == 3, keys
+    run_requested(settings, back_to_a.run_requests[0])  # type: ignore[index]
+    assert wait_started(settings, key, child_pid(runtime, key))["config"] == {"bar_volume": 100}

@@ -38,9 +38,15 @@ def _cursor(context: dg.SensorEvaluationContext) -> dict[str, Any]:
 
 
 def redeploy_requests(
-    tradesignals: TradesignalsResource, cursor: dict[str, Any]
+    tradesignals: TradesignalsResource, cursor: dict[str, Any], now: float | None = None
 ) -> tuple[list[dg.RunRequest], dict[str, Any]]:
-    """Run requests for pipelines whose desired version differs from the running one."""
+    """Run requests for pipelines whose desired version differs from the running one.
+
+    The cursor keeps a change from being requested twice while its run is under way. The run
+    key names the transition (what runs now -> the desired version), not only its target:
+    Dagster never launches a run key twice, so a key of the target alone would silently drop
+    a revert (config A -> B -> A: the second A is the first deploy's key)."""
+    now = time.time() if now is None else now
     app = tradesignals.app()
     settings = tradesignals.settings()
     runtime = tradesignals.runtime()
@@ -62,12 +68,20 @@ def redeploy_requests(
         )
         requests.append(
             dg.RunRequest(
-                run_key=f"redeploy:{key}:{desired.version}",
+                run_key=f"redeploy:{key}:{_deployment(status, now)}->{desired.version}",
                 asset_selection=[workload_key(key)],
                 tags={"tradesignals/reason": reason, "tradesignals/pipeline": key},
             )
         )
     return requests, new_cursor
+
+
+def _deployment(status: RuntimeStatus, now: float) -> str:
+    """What runs now, for a run key: the running version and when it started, or (nothing
+    deployed) the time of the request, so that a redeploy after a removal gets a key of its own."""
+    if status.started_at is None:
+        return f"none@{now:.3f}"
+    return f"{status.version}@{status.started_at:.3f}"
 
 
 def health_requests(
