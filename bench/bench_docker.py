@@ -12,11 +12,10 @@ project's private one) and a throwaway local stack per measurement:
   pipeline deployed with :func:`deploy_pipeline` as a process on one fresh stack and as a
   container on another; each timed by scraping its own metrics endpoint (first batch seen to
   last trade handled), the same observer for both.
-- **Config change -> consuming**: the container runs while trades arrive at 2,000/s;
-  ``config.yaml`` changes, the redeploy does what the sensor's run does (:func:`deploy_pipeline`),
-  and the clock stops when the new container's metrics show input handled. The redeploy sensor's
-  interval (``TRADESIGNALS_REDEPLOY_INTERVAL_S``, 10 s by default) comes on top: its mean wait
-  (half of it) and worst case are reported.
+- **Config change -> consuming**, the goal's figure, through the whole Dagster path: a real
+  ``dagster-daemon`` runs the redeploy sensor, its run queue launches the run, the run deploys
+  the new container (see :mod:`bench.docker_daemon`). Beside it, the bare redeploy call
+  (:func:`deploy_pipeline` right after the edit, no sensor, no run), to show what Dagster adds.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Result
+from bench.docker_daemon import ChangeTiming, measure, trim_registry
 from bench.streaming_kafka import (
     BARS_PIPELINE,
     ROOT,
@@ -263,37 +263,59 @@ def config_change(bench: Bench, settings: Settings) -> dict[str, float]:
         runtime.stop(BARS_PIPELINE, timeout=30)
 
 
-def run() -> list[Result]:
-    """Every docker runtime figure; fails clearly when no Docker engine answers."""
-    docker_client()
-    results = image_builds()
-    rows, change = throughput()
-    measured = change["consuming_s"]
+def daemon_changes() -> list[ChangeTiming]:
+    """Config changes redeployed by a real Dagster daemon (see :mod:`bench.docker_daemon`)."""
+    with running_stack() as bench, readable_copy() as root:
+        trim_registry(root)
+        settings = _docker_settings(bench, root)
+        stop = threading.Event()
+        producer = threading.Thread(target=_producing, args=(bench, stop), daemon=True)
+        producer.start()
+        try:
+            return measure(settings, root)
+        finally:
+            stop.set()
+            producer.join(30)
+
+
+def _change_results(change: dict[str, float], timings: list[ChangeTiming]) -> list[Result]:
+    """The through-Dagster figures (the goal's), with the bare redeploy beside them."""
     interval = float(Settings().redeploy_interval_s)
-    mean, worst = measured + interval / 2, measured + interval
-    detail = (
-        f"redeploy call {change['deploy_s']:.2f} s, new container consuming {measured:.2f} s after the "
-        f"change; plus the redeploy sensor's {interval:.0f} s interval: mean {mean:.1f} s, "
-        f"worst {worst:.1f} s (the Dagster run launch is not included)"
+    consuming = [t.consuming_s for t in timings]
+    mean, worst = sum(consuming) / len(consuming), max(consuming)
+    phases = "; ".join(
+        f"requested {t.requested_s:.1f} / started {t.started_s:.1f} / consuming {t.consuming_s:.1f} s"
+        for t in timings
     )
-    results.append(
+    detail = (
+        f"{len(timings)} changes through a real dagster-daemon (sensor every {interval:.0f} s, run "
+        f"queue, run launch, deploy): {phases}. The bare redeploy call alone: "
+        f"{change['deploy_s']:.2f} s, consuming {change['consuming_s']:.2f} s after the change"
+    )
+    return [
         Result(
-            "config.yaml change -> new container consuming, mean incl. sensor wait",
+            "config.yaml change -> new container consuming, mean (through Dagster)",
             "< 15 s",
             mean,
             "s",
             mean < 15,
             detail,
-        )
-    )
-    results.append(
+        ),
         Result(
-            "config.yaml change -> new container consuming, worst case",
+            "config.yaml change -> new container consuming, worst (through Dagster)",
             "< 15 s",
             worst,
             "s",
             worst < 15,
             detail,
-        )
-    )
+        ),
+    ]
+
+
+def run() -> list[Result]:
+    """Every docker runtime figure; fails clearly when no Docker engine answers."""
+    docker_client()
+    results = image_builds()
+    rows, change = throughput()
+    results += _change_results(change, daemon_changes())
     return results + rows

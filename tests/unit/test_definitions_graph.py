@@ -159,3 +159,20 @@ def test_the_redeploy_sensor_ticks_at_the_configured_interval(tmp_path: Path) ->
 
     assert interval() == 10
     assert interval(redeploy_interval_s=3) == 3
+
+
+def test_both_sensors_launch_the_in_process_deploy_job_over_every_workload(tmp_path: Path) -> None:
+    """A redeploy's run executes in its own process (no second process per step: seconds off every
+    config change), and the job covers every pipeline and sink the sensors may ask for."""
+    defs = flagship_defs(tmp_path)
+    job = defs.resolve_job_def("deploy_workloads")
+    assert job.executor_def is dg.in_process_executor
+    workloads = {
+        key.to_user_string()
+        for key in defs.resolve_asset_graph().get_all_asset_keys()
+        if key.path[0] in ("pipelines", "sinks")
+    }
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == workloads
+    assert len(workloads) >= 5
+    for name in ("pipeline_redeploy", "pipeline_health"):
+        assert defs.resolve_sensor_def(name).job_name == "deploy_workloads"

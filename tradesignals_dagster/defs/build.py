@@ -9,7 +9,7 @@ from tradesignals_dagster.defs.checks import build_checks
 from tradesignals_dagster.defs.datasets import build_datasets
 from tradesignals_dagster.defs.models import build_models
 from tradesignals_dagster.defs.resources import TradesignalsResource
-from tradesignals_dagster.defs.sensors import pipeline_health, redeploy_sensor
+from tradesignals_dagster.defs.sensors import DEPLOY_JOB, pipeline_health, redeploy_sensor
 from tradesignals_dagster.defs.warehouse import build_warehouse
 from tradesignals_dagster.registry.application import load_app
 from tradesignals_dagster.settings import Settings
@@ -30,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_assets(app), *warehouse["assets"], *datasets["assets"], *models["assets"]],
         asset_checks=[*build_checks(app), *warehouse["asset_checks"], *datasets["asset_checks"]],
+        jobs=[DEPLOY_JOB],
         schedules=[*datasets["schedules"], *models["schedules"]],
         sensors=[redeploy_sensor(settings.redeploy_interval_s), pipeline_health, *warehouse["sensors"]],
         resources={"tradesignals": resource},
