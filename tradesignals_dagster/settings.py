@@ -79,7 +79,7 @@ class Settings(BaseSettings):
         "default: the checkout this package is installed from.",
     )
     redeploy_interval_s: int = Field(
-        10,
+        5,
         ge=1,
         le=3600,
         description="Seconds between the redeploy sensor's comparisons of desired and running "

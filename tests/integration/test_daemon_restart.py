@@ -9,7 +9,7 @@ drill then proves from the instance's own records that the sensors resumed from 
 that no pipeline was redeployed (one deploy run each, same pipeline pids), and that the resumed
 redeploy sensor still works: a changed config.yaml gets exactly one redeploy run.
 
-Sensor intervals are the product's 15 s minimum (no setting shortens them), so the drill takes a
+Sensor intervals are the product's defaults (redeploy 5 s, health 15 s), so the drill takes a
 few minutes. It prints one ``drill measured:`` line and asserts its figures.
 """
 

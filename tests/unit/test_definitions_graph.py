@@ -157,7 +157,7 @@ def test_the_redeploy_sensor_ticks_at_the_configured_interval(tmp_path: Path) ->
         settings = Settings(registry=ROOT / "registry", state_dir=tmp_path / "state", **extra)
         return build_definitions(settings).get_sensor_def("pipeline_redeploy").minimum_interval_seconds
 
-    assert interval() == 10
+    assert interval() == 5
     assert interval(redeploy_interval_s=3) == 3
 
 

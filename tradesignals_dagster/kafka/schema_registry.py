@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
+from typing import TYPE_CHECKING, Any
 
 from tradesignals_dagster.kafka.errors import KafkaAreaError
 from tradesignals_dagster.redact import redact_text, redact_url
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+# confluent-kafka's schema registry client is imported where it is used, not here: it pulls in
+# authlib and httpx (~0.4 s), and every Dagster run loads the definitions that import this module,
+# so a redeploy would wait for a client it never calls.
 
 SUBJECT_NOT_FOUND = 40401
 VERSION_NOT_FOUND = 40402
@@ -41,6 +45,8 @@ class SchemaRegistry:
     def __init__(self, conf: dict[str, str], timeout_s: float = 10.0) -> None:
         # Only the redacted URL is kept for messages: it may carry user:password.
         self.url = redact_url(conf.get("url", "?"))
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
         try:
             self._client = SchemaRegistryClient({**conf, "timeout": int(timeout_s), "max.retries": 1})
         except (ValueError, TypeError) as exc:
@@ -54,6 +60,8 @@ class SchemaRegistry:
         return self._client
 
     def _call(self, what: str, fn: Any, *args: Any, missing: set[int] | None = None) -> Any:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
         try:
             return fn(*args)
         except SchemaRegistryError as exc:
@@ -104,6 +112,8 @@ class SchemaRegistry:
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         """Register ``schema`` under ``subject``; returns its global id."""
+        from confluent_kafka.schema_registry import Schema
+
         return int(
             self._call(
                 "register",
