@@ -50,6 +50,8 @@ class ChangeTiming:
     requested_s: float
     started_s: float
     consuming_s: float
+    sensor: str
+    """Which sensor's run deployed it (``redeploy`` or ``health``)."""
 
 
 def trim_registry(root: Path) -> None:
@@ -129,15 +131,24 @@ def _wait(probe: Callable[[], Any], timeout: float, what: str, log: Path) -> flo
     raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
 
 
-def _run_times(home: Path, version: str) -> tuple[float, float] | None:
-    """(created, started) wall-clock times of the redeploy run for ``version``, once started."""
+def _run_times(home: Path, since: float) -> tuple[float, float, str]:
+    """(created, started, run key) of the first run launched for the pipeline after ``since``:
+    normally the redeploy sensor's; the health sensor's when it saw the old container go first."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_run_records(dg.RunsFilter(tags={"tradesignals/pipeline": BARS_PIPELINE}))
-        for record in runs:
-            run_key = record.dagster_run.tags.get("dagster/run_key", "")
-            if run_key.startswith("redeploy:") and run_key.endswith(f"->{version}") and record.start_time:
-                return record.create_timestamp.timestamp(), record.start_time
-    return None
+    after = sorted(
+        (r for r in runs if r.create_timestamp.timestamp() >= since), key=lambda r: r.create_timestamp
+    )
+    started = after[0].start_time if after else None
+    if started is None:
+        keys = [r.dagster_run.tags.get("dagster/run_key") for r in runs]
+        raise RuntimeError(f"no run started for {BARS_PIPELINE} since the change; runs: {keys}")
+    first = after[0]
+    return (
+        first.create_timestamp.timestamp(),
+        started,
+        first.dagster_run.tags.get("dagster/run_key", ""),
+    )
 
 
 def one_change(settings: Settings, home: Path, runtime: PipelineRuntime, bar_volume: int) -> ChangeTiming:
@@ -158,11 +169,8 @@ def one_change(settings: Settings, home: Path, runtime: PipelineRuntime, bar_vol
         raise RuntimeError(f"{exc}\nruntime status: {runtime.status(BARS_PIPELINE)}") from None
     _wait(lambda: _records_in(runtime) > 0, 120, "the new container consuming", log)
     consuming = time.perf_counter() - t0
-    times = _run_times(home, version)
-    if times is None:
-        raise RuntimeError(f"no started redeploy run for version {version}")
-    created, started = times
-    return ChangeTiming(created - wall0, started - wall0, consuming)
+    created, started, run_key = _run_times(home, wall0)
+    return ChangeTiming(created - wall0, started - wall0, consuming, run_key.split(":")[0])
 
 
 def measure(settings: Settings, root: Path) -> list[ChangeTiming]:
@@ -183,7 +191,8 @@ def measure(settings: Settings, root: Path) -> list[ChangeTiming]:
                 timing = one_change(settings, home, runtime, BAR_VOLUMES[i % 2])
                 print(
                     f"  [docker] change {i + 1}: run requested {timing.requested_s:.1f} s, started "
-                    f"{timing.started_s:.1f} s, new container consuming {timing.consuming_s:.1f} s",
+                    f"{timing.started_s:.1f} s, new container consuming {timing.consuming_s:.1f} s "
+                    f"({timing.sensor} sensor)",
                     file=sys.stderr,
                     flush=True,
                 )
