@@ -109,24 +109,43 @@ def resolve_labels(page: Page, nodes: list[dict[str, Any]]) -> dict[str, dict[st
     """Full label -> drawn node. A label drawn whole is read as it is; one Dagster abbreviates
     at this zoom (``option_tra…_ingest``) is read from the tooltip the box shows on hover, as a
     person finds out which asset it is, and must be an abbreviation of that label."""
-    tooltip = page.get_by_role("tooltip")
     resolved: dict[str, dict[str, Any]] = {}
     for node in nodes:
         label = node["text"]
         if "\u2026" in label:
-            page.mouse.move(5, 5, steps=10)  # off the graph, crossing its edge: the last tooltip closes
-            expect(tooltip).to_have_count(0, timeout=30_000)
             box = page.locator("foreignObject:not(.group) [data-state]").filter(
                 has_text=re.compile(f"^{re.escape(label)}$")
             )
-            box.hover()
-            expect(tooltip).to_have_count(1, timeout=30_000)
-            label = (tooltip.text_content() or "").strip()
-            assert _names(node["text"], label), f"box {node['text']!r} has the tooltip {label!r}"
+            label = _hover_tooltip(page, box, label)
         assert label not in resolved, f"two boxes are {label}: {resolved[label]['text']!r}, {node['text']!r}"
         resolved[label] = node
     page.mouse.move(5, 5, steps=10)
     return resolved
+
+
+def _hover_tooltip(page: Page, box: Any, shown: str) -> str:
+    """The tooltip text the box ``shown`` opens on hover.
+
+    The mouse first leaves the graph so the previous box's tooltip closes; when the graph
+    re-renders under the pointer, that tooltip can stay open (seen in CI), so the text read is
+    the one tooltip that was not open before the hover and abbreviates to ``shown``."""
+    tooltip = page.get_by_role("tooltip")
+    page.mouse.move(5, 5, steps=10)  # off the graph, crossing its edge
+    with_stale = time.monotonic() + 5
+    while tooltip.count() and time.monotonic() < with_stale:
+        time.sleep(0.2)
+    stale = {t.strip() for t in tooltip.all_text_contents()}
+    box.hover()
+    deadline = time.monotonic() + 30
+    while True:
+        texts = [t.strip() for t in tooltip.all_text_contents()]
+        fresh = [t for t in texts if t not in stale]
+        if fresh:
+            assert len(fresh) == 1 and _names(shown, fresh[0]), f"box {shown!r} opened the tooltips {fresh!r}"
+            return fresh[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"hovering box {shown!r} opened no new tooltip (open: {texts!r})")
+        time.sleep(0.2)
 
 
 def test_lineage_labels_tell_every_asset_apart_in_its_group(

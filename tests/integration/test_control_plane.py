@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from tradesignals_dagster.cli import main
 from tradesignals_dagster.control.apply import ControlPlane, PlanBlockedError
-from tradesignals_dagster.kafka.admin import KafkaUnavailableError
+from tradesignals_dagster.kafka.admin import KafkaAdminError, KafkaUnavailableError
 from tradesignals_dagster.registry.loader import load_application
 from tradesignals_dagster.settings import Settings
 
@@ -110,6 +110,31 @@ def test_apply_creates_topics_and_schemas_and_second_apply_is_empty(
     second = control.plan(app)
     assert second.changes == []
     assert not [n for n in second.notices if n.target in mine]
+
+
+def test_a_plan_whose_topics_another_apply_created_meanwhile_still_applies(
+    stack: Any, tmp_path: Path, prefix: str
+) -> None:
+    """Two pipelines that share a topic, deployed at once, each plan "create" for it; the second
+    apply meets TOPIC_ALREADY_EXISTS (a deploy run failed so in CI). Same partitions: applied."""
+    app = load_application(write_registry(tmp_path / "reg", prefix))
+    control = ControlPlane.from_settings(stack.settings)
+    first, second = control.plan(app), control.plan(app)
+    control.apply(first)
+    control.apply(second)  # every create_topic in it meets a topic that exists
+    assert partitions_of(stack.bootstrap_servers, f"{prefix}_trades") == 2
+    assert control.plan(app).changes == []
+
+
+def test_a_topic_created_meanwhile_with_other_partitions_is_an_error_naming_both(
+    stack: Any, tmp_path: Path, prefix: str
+) -> None:
+    control = ControlPlane.from_settings(stack.settings)
+    plan = control.plan(load_application(write_registry(tmp_path / "a", prefix, partitions=2)))
+    control.apply(control.plan(load_application(write_registry(tmp_path / "b", prefix, partitions=3))))
+    expected = rf"create topic {prefix}_(trades|p\.state): it was created meanwhile with 3 partition\(s\), not 2"
+    with pytest.raises(KafkaAdminError, match=expected):
+        control.apply(plan)
 
 
 def test_plan_after_editing_retention_shows_exactly_that_change(

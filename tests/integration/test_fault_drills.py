@@ -49,8 +49,8 @@ from test_pipelines_support import (
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.control.inspect import pipeline_metrics
 from tradesignals_dagster.errors import TradesignalsError
-from tradesignals_dagster.kafka.admin import KafkaAdmin
-from tradesignals_dagster.kafka.replication import replication_health
+from tradesignals_dagster.kafka.admin import KafkaAdmin, KafkaUnavailableError
+from tradesignals_dagster.kafka.replication import ReplicationHealth, replication_health
 from tradesignals_dagster.stack.process import pid_alive, tail, tcp_open
 from tradesignals_dagster.stack.stack import SchemaRegistryService
 from tradesignals_dagster.streaming.files import write_records
@@ -146,9 +146,22 @@ def _leader_of(env: PipelineEnv, topic: str, partition: int = 0) -> int:
     return int(meta.topics[topic].partitions[partition].leader)
 
 
+def _health(env: PipelineEnv, topics: set[str], timeout: float = 60) -> dict[str, ReplicationHealth]:
+    """Replication health of ``topics``, asked again while the cluster does not answer: right
+    after a broker dies or restarts, one admin request can go to it and time out (seen in CI,
+    ``describe configs ... did not answer in 10s``), and an operator would simply ask again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return replication_health(KafkaAdmin(env.settings.kafka_config()), topics)
+        except KafkaUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def _under_replicated(env: PipelineEnv) -> bool:
-    health = replication_health(KafkaAdmin(env.settings.kafka_config()), {env.trades, env.bars})
-    return any(h.under_replicated for h in health.values())
+    return any(h.under_replicated for h in _health(env, {env.trades, env.bars}).values())
 
 
 def _new_env(tmp_path: Path, stack: ClusterStack, load: Load, *, apply: bool = True) -> PipelineEnv:
@@ -279,7 +292,7 @@ def test_drill_one_broker_killed_kept_down_and_brought_back(
         os.kill(victim.pid, signal.SIGKILL)
         killed = time.monotonic()
         time.sleep(14)  # down (past replica.lag.time.max.ms) while the pipelines keep working on two
-        health = replication_health(KafkaAdmin(env.settings.kafka_config()), {env.trades})[env.trades]
+        health = _health(env, {env.trades})[env.trades]
         assert health.writable, (
             f"RF 3 / min ISR 2 must stay writable with one broker down: {health.summary()}"
         )
@@ -472,7 +485,7 @@ def test_drill_broker_log_dir_filled(tmp_path: Path, tmpfs_cluster: ClusterStack
         log = tail(node.log_path, 400)
         assert "No space left on device" in log and "Shutdown broker because all log dirs" in log, log[-4000:]
         time.sleep(5)  # the pipelines keep producing on the other two brokers
-        health = replication_health(KafkaAdmin(env.settings.kafka_config()), {env.trades})[env.trades]
+        health = _health(env, {env.trades})[env.trades]
         assert health.writable, f"RF 3 / min ISR 2 must stay writable: {health.summary()}"
         paused_until = time.monotonic()
         filler.unlink()

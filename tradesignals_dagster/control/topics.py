@@ -234,7 +234,9 @@ def apply_topic_change(admin: KafkaAdmin, change: Change) -> None:
     """Carry out one topic change of a plan."""
     data = change.data
     if change.kind == "create_topic":
-        admin.create(change.target, data["partitions"], data["replication_factor"], data["configs"])
+        admin.create(
+            change.target, data["partitions"], data["replication_factor"], data["configs"], exist_ok=True
+        )
     elif change.kind == "reset_topic":
         admin.delete([change.target])
         _recreate(admin, change)

@@ -92,8 +92,7 @@ class KafkaAdmin:
             try:
                 return self._wait(call(), what)
             except KafkaAdminError as exc:
-                cause = exc.__cause__
-                err = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+                err = _kafka_error(exc)
                 retriable = err is not None and (err.retriable() or err.code() in _TRANSIENT)
                 if not retriable or time.monotonic() > deadline:
                     raise
@@ -150,12 +149,34 @@ class KafkaAdmin:
             out[res.name] = LiveTopic(res.name, len(parts), rf, values)
         return out
 
-    def create(self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]) -> None:
-        """Create a topic and wait until its metadata shows every partition."""
+    def create(
+        self,
+        name: str,
+        partitions: int,
+        replication_factor: int,
+        configs: dict[str, str],
+        exist_ok: bool = False,
+    ) -> None:
+        """Create a topic and wait until its metadata shows every partition.
+
+        With ``exist_ok``, a topic created meanwhile by someone else (two pipelines sharing a
+        topic deployed at once, each applying its plan) counts as created when it has the
+        partition count asked for; another count is still an error.
+        """
         topic = NewTopic(
             name, num_partitions=partitions, replication_factor=replication_factor, config=dict(configs)
         )
-        self._wait(self._client.create_topics([topic], operation_timeout=self._timeout), "create topic")
+        try:
+            self._wait(self._client.create_topics([topic], operation_timeout=self._timeout), "create topic")
+        except KafkaAdminError as exc:
+            if not (exist_ok and _error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS):
+                raise
+            live = self.describe([name]).get(name)
+            if live is not None and live.partitions != partitions:
+                raise KafkaAdminError(
+                    f"create topic {name}: it was created meanwhile with {live.partitions} partition(s), "
+                    f"not {partitions}; run `tradesignals plan` to see the difference"
+                ) from exc
         self.wait_for_partitions(name, partitions)
 
     def wait_for_partitions(self, name: str, partitions: int) -> None:
@@ -238,3 +259,15 @@ class KafkaAdmin:
             return None
         ends = self.end_offsets(topic, partitions)
         return sum(max(0, ends[tp.partition] - max(tp.offset, 0)) for tp in committed)
+
+
+def _kafka_error(exc: KafkaAdminError) -> KafkaError | None:
+    """The librdkafka error behind ``exc``, if it wraps one."""
+    cause = exc.__cause__
+    err = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+    return err if isinstance(err, KafkaError) else None
+
+
+def _error_code(exc: KafkaAdminError) -> int | None:
+    err = _kafka_error(exc)
+    return err.code() if err is not None else None
