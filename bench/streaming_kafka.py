@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tradesignals_dagster.control.apply import ControlPlane
+from tradesignals_dagster.kafka.client_logs import quiet_config
 from tradesignals_dagster.kafka.schema_registry import SchemaRegistry
 from tradesignals_dagster.kafka.serde import AvroSerde
 from tradesignals_dagster.registry.loader import load_application
@@ -107,7 +108,7 @@ def running_stack() -> Iterator[Bench]:
 
 def trade_producer(bench: Bench) -> Producer:
     """A producer with the runtime's settings (idempotent, acks=all, lz4, linger 5 ms)."""
-    return Producer(producer_config(bench.kafka_conf()))
+    return Producer(quiet_config(producer_config(bench.kafka_conf())))
 
 
 class TradeWriter:
@@ -195,7 +196,7 @@ def run_passthrough(bench: Bench, count: int, out_topic: str, *, batch_size: int
     """
     conf = consumer_config(bench.kafka_conf(), "bench-passthrough", "bench-passthrough-0", 15_000)
     consumer = Consumer(conf)
-    producer = Producer(producer_config(bench.kafka_conf()))
+    producer = Producer(quiet_config(producer_config(bench.kafka_conf())))
     consumer.subscribe([TRADES])
     interval = RuntimeOptions().checkpoint_interval_s
     timing = Timing()
