@@ -132,7 +132,9 @@ def test_a_topic_created_meanwhile_with_other_partitions_is_an_error_naming_both
     control = ControlPlane.from_settings(stack.settings)
     plan = control.plan(load_application(write_registry(tmp_path / "a", prefix, partitions=2)))
     control.apply(control.plan(load_application(write_registry(tmp_path / "b", prefix, partitions=3))))
-    expected = rf"create topic {prefix}_(trades|p\.state): it was created meanwhile with 3 partition\(s\), not 2"
+    expected = (
+        rf"create topic {prefix}_(trades|p\.state): it was created meanwhile with 3 partition\(s\), not 2"
+    )
     with pytest.raises(KafkaAdminError, match=expected):
         control.apply(plan)
 

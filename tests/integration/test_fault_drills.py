@@ -18,6 +18,7 @@ import errno
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TMPFS_NODE, ClusterStack
+from conftest import TMPFS_NODE, ClickHouseEndpoint, ClusterStack
 from test_pipelines_support import (
     PipelineEnv,
     caught_up,
@@ -40,6 +41,7 @@ from test_pipelines_support import (
     read_topic,
     scaled_to_str,
     start_process,
+    start_sink,
     stop_process,
     wait_for,
     wait_started,
@@ -51,12 +53,14 @@ from tradesignals_dagster.control.inspect import pipeline_metrics
 from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.kafka.admin import KafkaAdmin, KafkaUnavailableError
 from tradesignals_dagster.kafka.replication import ReplicationHealth, replication_health
+from tradesignals_dagster.settings import Settings
 from tradesignals_dagster.stack.process import pid_alive, tail, tcp_open
 from tradesignals_dagster.stack.stack import SchemaRegistryService
 from tradesignals_dagster.streaming.files import write_records
 from tradesignals_dagster.streaming.records import RecordSchema
 from tradesignals_dagster.streaming.replay import replay_file
 from tradesignals_dagster.streaming.synthetic import OptionTradeGenerator, SyntheticConfig
+from tradesignals_dagster.warehouse.client import clickhouse_client
 
 pytestmark = [pytest.mark.drill, pytest.mark.timeout(900)]
 
@@ -164,12 +168,15 @@ def _under_replicated(env: PipelineEnv) -> bool:
     return any(h.under_replicated for h in _health(env, {env.trades, env.bars}).values())
 
 
-def _new_env(tmp_path: Path, stack: ClusterStack, load: Load, *, apply: bool = True) -> PipelineEnv:
+def _new_env(
+    tmp_path: Path, stack: ClusterStack, load: Load, *, apply: bool = True, clickhouse: Settings | None = None
+) -> PipelineEnv:
     return write_env(
         tmp_path,
         stack,
         replication=(3, 2),
         apply=apply,
+        clickhouse=clickhouse,
         ingest_input={
             "type": "synthetic",
             "additional_metadata": {
@@ -186,14 +193,22 @@ def _new_env(tmp_path: Path, stack: ClusterStack, load: Load, *, apply: bool = T
 Inject = Callable[[PipelineEnv, Progress], dict[str, Any]]
 
 
-def _run_drill(tmp_path: Path, stack: ClusterStack, inject: Inject, load: Load = STEADY) -> dict[str, Any]:
-    """Run both pipelines at ``load``, call ``inject`` 3 s into the ingest, check neither
-    pipeline stopped, wait for the bars pipeline to catch up, and count from the topics."""
+def _run_drill(
+    tmp_path: Path,
+    stack: ClusterStack,
+    inject: Inject,
+    load: Load = STEADY,
+    clickhouse: Settings | None = None,
+) -> dict[str, Any]:
+    """Run both pipelines at ``load`` (and, given ``clickhouse``, the sink of the bars into a
+    table), call ``inject`` 3 s into the ingest, check that nothing stopped, wait for the bars
+    pipeline (and the table) to catch up, and count from the topics (and the table)."""
     began = time.monotonic()
-    env = _new_env(tmp_path / "env", stack, load)
+    env = _new_env(tmp_path / "env", stack, load, clickhouse=clickhouse)
     group = env.app.pipelines[env.bars_pipeline].consumer_group()
     bars_proc = start_process(env, env.bars_pipeline)
     wait_started(env, env.bars_pipeline, bars_proc)
+    sink = start_sink(env.settings, "bars", env.root / "sink.log") if clickhouse else None
     ingest_proc = start_process(env, env.ingest)
     progress = Progress(env)
     try:
@@ -203,19 +218,48 @@ def _run_drill(tmp_path: Path, stack: ClusterStack, inject: Inject, load: Load =
         assert bars_proc.poll() is None, (
             f"the bars pipeline stopped ({bars_proc.returncode}): {_log_tail(env, env.bars_pipeline)}"
         )
+        assert sink is None or sink.poll() is None, f"the sink stopped ({sink.returncode}): {_sink_log(env)}"
         assert ingest_proc.wait(load.seconds + 120) == 0, f"the ingest failed: {_log_tail(env, env.ingest)}"
         recovery_started = time.monotonic()
         wait_for(lambda: caught_up(env, group, env.trades), 120, what="the bars pipeline to catch up")
         measured["lag_recovered_s"] = round(time.monotonic() - recovery_started, 1)
         assert stop_process(bars_proc, signal.SIGTERM) == 0, _log_tail(env, env.bars_pipeline)
+        if sink is not None:
+            measured["table_caught_up_s"] = _wait_for_table(env, sink, recovery_started)
+            assert stop_process(sink, signal.SIGTERM) == 0, _sink_log(env)
     finally:
         progress.stop()
-        for proc in (ingest_proc, bars_proc):
-            if proc.poll() is None:
+        for proc in (ingest_proc, bars_proc, sink):
+            if proc is not None and proc.poll() is None:
                 proc.kill()
     measured |= _count(tmp_path, env, load, group)
     measured["drill_s"] = round(time.monotonic() - began, 1)
     return measured
+
+
+def _sink_log(env: PipelineEnv) -> str:
+    lines = (env.root / "sink.log").read_text(errors="replace").splitlines()
+    return "\n".join(line[:400] for line in lines if not line.startswith("%"))[-3000:]
+
+
+def _table_positions(env: PipelineEnv) -> list[tuple[int, int, str]]:
+    """(Kafka partition, offset, ts-id) of every row of the drill's table."""
+    client = clickhouse_client(env.settings)
+    rows = client.query(f"SELECT _partition, _offset, _ts_id FROM {env.extra['table']}").result_rows
+    return [(int(p), int(o), str(i)) for p, o, i in rows]
+
+
+def _wait_for_table(env: PipelineEnv, sink: subprocess.Popen[bytes], since: float) -> float:
+    """Until the table holds a row per bar on the topic (the bars pipeline has stopped)."""
+    bars = sum(end_offsets(env, env.bars).values())
+
+    def done() -> bool:
+        assert sink.poll() is None, f"the sink stopped ({sink.returncode}): {_sink_log(env)}"
+        return len(_table_positions(env)) >= bars
+
+    wait_for(done, 120, interval=0.5, what=f"the table to hold the {bars} bars of the topic")
+    time.sleep(2)  # a doubled insert would land now
+    return round(time.monotonic() - since, 1)
 
 
 def _count(tmp_path: Path, env: PipelineEnv, load: Load, group: str) -> dict[str, Any]:
@@ -248,7 +292,19 @@ def _count(tmp_path: Path, env: PipelineEnv, load: Load, group: str) -> dict[str
     for msg in bar_msgs:
         assert msg.value is not None
         bar_ids[msg.headers["ts-id"]].add(msg.value)
-    return {
+    table: dict[str, Any] = {}
+    if "table" in env.extra:
+        rows = _table_positions(env)
+        on_topic = {(m.partition, m.offset): m.headers["ts-id"] for m in bar_msgs}
+        in_table = {(p, o): i for p, o, i in rows}
+        table = {
+            "table_rows": len(rows),
+            "table_rows_lost": len(set(on_topic) - set(in_table)),
+            "table_rows_unexpected": len(set(in_table) - set(on_topic)),
+            "table_rows_duplicated": len(rows) - len(in_table),
+            "table_rows_wrong_identity": sum(1 for k, i in in_table.items() if on_topic.get(k, i) != i),
+        }
+    return table | {
         "trades_generated": load.count,
         "trades_produced": len(trades),
         "trades_consumed": sum(committed(env, group, env.trades).values()),
@@ -274,17 +330,23 @@ def _assert_nothing_lost(name: str, measured: dict[str, Any]) -> None:
     assert measured["bars_lost"] == 0 and measured["bars_unexpected"] == 0, measured
     assert measured["bars_changed"] == 0, measured
     assert measured["bar_duplicates_after_dedup"] == 0, measured
+    if "table_rows" in measured:  # the sink: one row per bar message, exactly once
+        assert measured["table_rows"] == measured["bars_produced"], measured
+        assert measured["table_rows_lost"] == 0 and measured["table_rows_unexpected"] == 0, measured
+        assert measured["table_rows_duplicated"] == 0, measured
+        assert measured["table_rows_wrong_identity"] == 0, measured
 
 
 # -- drills ---------------------------------------------------------------------------------------
 
 
 def test_drill_one_broker_killed_kept_down_and_brought_back(
-    tmp_path: Path, cluster_stack: ClusterStack
+    tmp_path: Path, cluster_stack: ClusterStack, clickhouse_endpoint: ClickHouseEndpoint
 ) -> None:
     """SIGKILL one broker, keep it down past ``replica.lag.time.max.ms`` while the pipelines
-    work on the other two (RF 3 / min ISR 2 stays writable), start it again, and wait until
-    it is back in every ISR."""
+    and the ClickHouse sink of the bars work on the other two (RF 3 / min ISR 2 stays
+    writable), start it again, and wait until it is back in every ISR. Every trade, bar and
+    table row arrives exactly once."""
 
     def inject(env: PipelineEnv, progress: Progress) -> dict[str, Any]:
         victim = cluster_stack.cluster.node(2)
@@ -308,8 +370,9 @@ def test_drill_one_broker_killed_kept_down_and_brought_back(
             "bars_longest_pause_s": progress.longest_pause(env.bars_pipeline, killed, killed + 14),
         }
 
-    measured = _run_drill(tmp_path, cluster_stack, inject)
+    measured = _run_drill(tmp_path, cluster_stack, inject, clickhouse=clickhouse_endpoint.settings)
     _assert_nothing_lost("one broker killed", measured)
+    assert measured["table_rows"] > 0, measured
     assert measured["isr_shrank"], "the drill did not take a replica out of the ISR"
 
 

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -85,8 +86,11 @@ def write_env(
     delivery: str = "at_least_once",
     apply: bool = True,
     replication: tuple[int, int] = (1, 1),
+    clickhouse: Settings | None = None,
 ) -> PipelineEnv:
-    """Write, load and apply a registry with an ingest and a bars pipeline."""
+    """Write, load and apply a registry with an ingest and a bars pipeline; with ``clickhouse``
+    (settings naming an endpoint), also a ``bars`` table fed from the bars topic in database
+    ``db_<prefix>`` (``env.extra["table"]``)."""
     prefix = f"pt{uuid.uuid4().hex[:10]}"
     trades, bars = f"{prefix}_trades", f"{prefix}_bars"
     ingest, bars_key = f"{prefix}_ingest", f"{prefix}_vbars"
@@ -136,6 +140,15 @@ def write_env(
             },
         }
     }
+    if clickhouse is not None:
+        app["StreamingApplication"]["Tables"] = {
+            "bars": {
+                "topic_id": bars,
+                "database": f"db_{prefix}",
+                "order_by": ["symbol", "timestamp"],
+                "sink": {"batch_rows": 5_000, "flush_interval_s": 0.5},
+            }
+        }
     registry = root / "registry"
     pipelines = root / "pipelines"
     (registry / "schemas").mkdir(parents=True)
@@ -156,12 +169,39 @@ def write_env(
         state_dir=root / "state",
         bootstrap_servers=stack.bootstrap_servers,
         schema_registry_url=stack.schema_registry_url,
+        clickhouse_url=clickhouse.clickhouse_url if clickhouse else None,
+        clickhouse_password=clickhouse.clickhouse_password if clickhouse else None,
     )
     loaded = load_application(registry, pipelines)
     if apply:
         plane = ControlPlane.from_settings(settings)
         plane.apply(plane.plan(loaded))
-    return PipelineEnv(prefix, root, settings, loaded, trades, bars, ingest, bars_key)
+    env = PipelineEnv(prefix, root, settings, loaded, trades, bars, ingest, bars_key)
+    if clickhouse is not None:
+        env.extra["table"] = f"db_{prefix}.bars"
+    return env
+
+
+def start_sink(settings: Settings, table: str, log: Path) -> subprocess.Popen[bytes]:
+    """The ClickHouse sink of ``table`` as its own process, configured only by environment
+    variables (the password included), as the deploy path runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIGNALS_")}
+    env.update(
+        TRADESIGNALS_REGISTRY=str(settings.registry),
+        TRADESIGNALS_STATE_DIR=str(settings.state_dir),
+        TRADESIGNALS_BOOTSTRAP_SERVERS=settings.resolved_bootstrap_servers(),
+        TRADESIGNALS_SCHEMA_REGISTRY_URL=settings.resolved_schema_registry_url(),
+        TRADESIGNALS_CLICKHOUSE_URL=settings.resolved_clickhouse_url(),
+    )
+    if settings.clickhouse_password is not None:
+        env["TRADESIGNALS_CLICKHOUSE_PASSWORD"] = settings.clickhouse_password.get_secret_value()
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tradesignals_dagster.warehouse.sink", "--table", table],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 # -- running pipelines ----------------------------------------------------------------------------

@@ -4,11 +4,9 @@ random moments neither lose nor double a message, poison goes to the dead-letter
 from __future__ import annotations
 
 import io
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from decimal import Decimal
@@ -19,6 +17,7 @@ import fastavro
 import yaml
 from confluent_kafka import Consumer, Producer
 from conftest import LocalStack
+from test_pipelines_support import start_sink
 
 from tradesignals_dagster.control.apply import ControlPlane
 from tradesignals_dagster.registry.loader import load_application
@@ -119,21 +118,7 @@ def _produce(
 
 
 def _start_sink(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADESIGNALS_")}
-    env.update(
-        TRADESIGNALS_REGISTRY=str(settings.registry),
-        TRADESIGNALS_STATE_DIR=str(settings.state_dir),
-        TRADESIGNALS_BOOTSTRAP_SERVERS=settings.resolved_bootstrap_servers(),
-        TRADESIGNALS_SCHEMA_REGISTRY_URL=settings.resolved_schema_registry_url(),
-        TRADESIGNALS_CLICKHOUSE_URL=settings.resolved_clickhouse_url(),
-    )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tradesignals_dagster.warehouse.sink", "--table", "bars"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    return start_sink(settings, "bars", log)
 
 
 def _counts(settings: Settings, db: str) -> tuple[int, int, int]:
