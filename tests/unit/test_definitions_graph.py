@@ -155,7 +155,7 @@ def test_app_tag_is_a_valid_dagster_tag_for_any_app_id(tmp_path: Path) -> None:
 def test_the_redeploy_sensor_ticks_at_the_configured_interval(tmp_path: Path) -> None:
     def interval(**extra: Any) -> int | None:
         settings = Settings(registry=ROOT / "registry", state_dir=tmp_path / "state", **extra)
-        return build_definitions(settings).get_sensor_def("pipeline_redeploy").minimum_interval_seconds
+        return build_definitions(settings).resolve_sensor_def("pipeline_redeploy").minimum_interval_seconds
 
     assert interval() == 5
     assert interval(redeploy_interval_s=3) == 3
