@@ -367,7 +367,14 @@ def test_daemon_restart_resumes_sensors_from_their_cursors_without_redeploying(
         )
         pending_cursor = json.loads(requesting.cursor or "{}")
         assert set(pending_cursor) == {changed}, pending_cursor
-        assert sensor_cursor(instance, "pipeline_redeploy") == requesting.cursor
+        # Dagster writes the finished tick first and the sensor's state (its cursor) just after:
+        # a probe between the two writes (seen in CI) must wait for the second one
+        wait_for(
+            "the sensor's state to take the requesting tick's cursor",
+            lambda: sensor_cursor(instance, "pipeline_redeploy") == requesting.cursor,
+            10,
+            daemon,
+        )
         second_kill_at = time.time()
         daemon.kill(group=False)
         daemon.start()
