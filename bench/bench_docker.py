@@ -122,7 +122,6 @@ def image_builds() -> list[Result]:
         _say("first build (base and dependency images are made when missing, once per machine)")
         first = _images_build(source, tmp / "state")
         _remove_images(source)
-        marker = source / "tradesignals_dagster" / "__init__.py"
         marker.write_text(marker.read_text() + f"\n# bench build {time.time_ns()}\n")
         _say(f"cold build of the runtime image and {len(pipelines)} pipeline images")
         cold = _images_build(source, tmp / "state")

@@ -218,7 +218,9 @@ def _run_drill(
         assert bars_proc.poll() is None, (
             f"the bars pipeline stopped ({bars_proc.returncode}): {_log_tail(env, env.bars_pipeline)}"
         )
-        assert sink is None or sink.poll() is None, f"the sink stopped ({sink.returncode}): {_sink_log(env)}"
+        assert sink is None or sink.poll() is None, (
+            f"the sink stopped ({sink.returncode}): {_log_tail(env, 'sink')}"
+        )
         assert ingest_proc.wait(load.seconds + 120) == 0, f"the ingest failed: {_log_tail(env, env.ingest)}"
         recovery_started = time.monotonic()
         wait_for(lambda: caught_up(env, group, env.trades), 120, what="the bars pipeline to catch up")
@@ -226,7 +228,7 @@ def _run_drill(
         assert stop_process(bars_proc, signal.SIGTERM) == 0, _log_tail(env, env.bars_pipeline)
         if sink is not None:
             measured["table_caught_up_s"] = _wait_for_table(env, sink, recovery_started)
-            assert stop_process(sink, signal.SIGTERM) == 0, _sink_log(env)
+            assert stop_process(sink, signal.SIGTERM) == 0, _log_tail(env, "sink")
     finally:
         progress.stop()
         for proc in (ingest_proc, bars_proc, sink):
@@ -235,11 +237,6 @@ def _run_drill(
     measured |= _count(tmp_path, env, load, group)
     measured["drill_s"] = round(time.monotonic() - began, 1)
     return measured
-
-
-def _sink_log(env: PipelineEnv) -> str:
-    lines = (env.root / "sink.log").read_text(errors="replace").splitlines()
-    return "\n".join(line[:400] for line in lines if not line.startswith("%"))[-3000:]
 
 
 def _table_positions(env: PipelineEnv) -> list[tuple[int, int, str]]:
@@ -253,9 +250,11 @@ def _wait_for_table(env: PipelineEnv, sink: subprocess.Popen[bytes], since: floa
     """Until the table holds a row per bar on the topic (the bars pipeline has stopped)."""
     bars = sum(end_offsets(env, env.bars).values())
 
+    client = clickhouse_client(env.settings)
+
     def done() -> bool:
-        assert sink.poll() is None, f"the sink stopped ({sink.returncode}): {_sink_log(env)}"
-        return len(_table_positions(env)) >= bars
+        assert sink.poll() is None, f"the sink stopped ({sink.returncode}): {_log_tail(env, 'sink')}"
+        return int(client.query(f"SELECT count() FROM {env.extra['table']}").result_rows[0][0]) >= bars
 
     wait_for(done, 120, interval=0.5, what=f"the table to hold the {bars} bars of the topic")
     time.sleep(2)  # a doubled insert would land now

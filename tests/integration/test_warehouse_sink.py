@@ -117,10 +117,6 @@ def _produce(
     assert producer.flush(60) == 0
 
 
-def _start_sink(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return start_sink(settings, "bars", log)
-
-
 def _counts(settings: Settings, db: str) -> tuple[int, int, int]:
     client = clickhouse_client(settings)
     row = client.query(
@@ -147,7 +143,7 @@ def test_bars_reach_the_table_and_sigterm_drains(stack: LocalStack, tmp_path: Pa
     settings, topic, db, schema_id = _setup(stack, tmp_path, batch_rows=5_000)
     _produce(stack, topic, schema_id, 20_000)
     log = tmp_path / "sink.log"
-    proc = _start_sink(settings, log)
+    proc = start_sink(settings, "bars", log)
     try:
         assert _wait_for(settings, db, 20_000, 120, proc, log) == (20_000, 20_000, 20_000)
         row = (
@@ -172,13 +168,13 @@ def test_sigkills_at_random_moments_leave_every_message_exactly_once(
     rng = random.Random(11)
     kills = 0
     while kills < 12:
-        proc = _start_sink(settings, log)
+        proc = start_sink(settings, "bars", log)
         time.sleep(rng.uniform(1.5, 4.0))  # start-up takes about 1 s: kills land mid-stream
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         kills += 1
     assert _counts(settings, db)[0] < total, "the kills came too late to test anything"
-    proc = _start_sink(settings, log)
+    proc = start_sink(settings, "bars", log)
     try:
         counts = _wait_for(settings, db, total, 180, proc, log)
         time.sleep(2)  # anything doubled would arrive now
@@ -199,7 +195,7 @@ def test_poison_messages_go_to_the_dlq_and_the_rest_flow(stack: LocalStack, tmp_
     }
     _produce(stack, topic, schema_id, 5_000, poison)
     log = tmp_path / "sink.log"
-    proc = _start_sink(settings, log)
+    proc = start_sink(settings, "bars", log)
     try:
         assert _wait_for(settings, db, 5_000 - len(poison), 120, proc, log)[0] == 5_000 - len(poison)
         consumer = Consumer(

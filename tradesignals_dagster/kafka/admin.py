@@ -169,7 +169,8 @@ class KafkaAdmin:
         try:
             self._wait(self._client.create_topics([topic], operation_timeout=self._timeout), "create topic")
         except KafkaAdminError as exc:
-            if not (exist_ok and _error_code(exc) == KafkaError.TOPIC_ALREADY_EXISTS):
+            err = _kafka_error(exc)
+            if not (exist_ok and err is not None and err.code() == KafkaError.TOPIC_ALREADY_EXISTS):
                 raise
             live = self.describe([name]).get(name)
             if live is not None and live.partitions != partitions:
@@ -266,8 +267,3 @@ def _kafka_error(exc: KafkaAdminError) -> KafkaError | None:
     cause = exc.__cause__
     err = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
     return err if isinstance(err, KafkaError) else None
-
-
-def _error_code(exc: KafkaAdminError) -> int | None:
-    err = _kafka_error(exc)
-    return err.code() if err is not None else None
