@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import http.client
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from conftest import ClickHouseEndpoint, LocalStack
+from urllib3.exceptions import ProtocolError
 
 from tradesignals_dagster.warehouse.client import clickhouse_client
 from tradesignals_dagster.warehouse.errors import ClickHouseAuthError, ClickHouseUnavailableError
@@ -269,3 +271,83 @@ def test_raw_insert_avroconfluent_decoded_through_the_schema_registry(stack: Loc
     got = ch.query(f"SELECT count(), sum(size), max(ts) FROM {name}").result_rows[0]
     assert got[0] == 3_000 and got[1] == sum(range(3_000))
     assert got[2] == (base + dt.timedelta(milliseconds=2_999)).replace(tzinfo=None)
+
+
+# -- streamed answers ----------------------------------------------------------------------------
+
+MANY_BLOCKS = {"max_block_size": 10_000}
+"""A SELECT over numbers(200000) then answers in 20 chunks."""
+SERIES = "SELECT number AS n, toString(number) AS s, toDecimal64(number / 7, 4) AS d FROM numbers(200000)"
+
+
+def test_selects_stream_in_chunks_and_equal_the_buffered_answer(
+    client: Client, clickhouse_endpoint: ClickHouseEndpoint
+) -> None:
+    for fmt in ("ArrowStream", "Native", "JSONEachRow"):
+        status, streamed_headers, streamed = _http(
+            clickhouse_endpoint, f"{SERIES} FORMAT {fmt}", max_block_size="10000"
+        )
+        status_b, buffered_headers, buffered = _http(
+            clickhouse_endpoint, f"{SERIES} FORMAT {fmt}", max_block_size="10000", wait_end_of_query="1"
+        )
+        assert status == status_b == 200
+        assert streamed_headers.get("Transfer-Encoding") == "chunked", fmt
+        assert buffered_headers.get("Content-Length") == str(len(buffered)), fmt
+        if fmt == "ArrowStream":  # chdb's chunks repeat the schema: compare what a reader sees
+            assert pa.ipc.open_stream(streamed).read_all().equals(pa.ipc.open_stream(buffered).read_all())
+        else:
+            assert streamed == buffered, fmt
+    batches = []
+    with client.query_arrow_stream(SERIES, settings=MANY_BLOCKS) as stream:
+        batches.extend(stream)
+    table = pa.Table.from_batches(batches)
+    assert len(batches) > 1 and table.num_rows == 200_000
+    assert table.column("n").to_pylist() == list(range(200_000))
+    rows = client.query(SERIES, settings=MANY_BLOCKS).result_rows  # Native
+    assert len(rows) == 200_000 and rows[-1] == (199_999, "199999", Decimal("28571.2857"))
+
+
+def test_an_empty_streamed_answer_still_carries_its_schema(client: Client) -> None:
+    table = client.query_arrow("SELECT number AS n, toString(number) AS s FROM numbers(10) WHERE n > 100")
+    assert table.num_rows == 0 and table.column_names == ["n", "s"]
+    assert client.query("SELECT number FROM numbers(10) WHERE number > 100").result_rows == []
+
+
+def test_an_error_before_the_first_chunk_has_its_code_and_after_it_cuts_the_answer(
+    client: Client, clickhouse_endpoint: ClickHouseEndpoint
+) -> None:
+    with pytest.raises(DatabaseError) as unknown:
+        client.query_arrow(f"SELECT * FROM {_table()}")
+    assert unknown.value.code == 60
+    late = "SELECT throwIf(number = 150000, 'late failure') AS x FROM numbers(200000)"
+    with (  # the answer is cut off
+        pytest.raises(ProtocolError, match="IncompleteRead"),
+        client.query_arrow_stream(late, settings=MANY_BLOCKS) as stream,
+    ):
+        sum(b.num_rows for b in stream)
+    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode(
+        {"query": late + " FORMAT JSONEachRow", "max_block_size": "10000"}
+    )
+    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+        assert resp.status == 200
+        with pytest.raises(http.client.IncompleteRead) as cut:
+            resp.read()
+        assert b"Code: 395. DB::Exception: " in cut.value.partial  # ClickHouse's error text, last
+    assert client.query("SELECT 1").result_rows == [(1,)]  # the endpoint serves on
+
+
+def test_a_slow_reader_does_not_hold_up_other_requests(
+    client: Client, clickhouse_endpoint: ClickHouseEndpoint
+) -> None:
+    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode(
+        {"query": "SELECT number, repeat('x', 100) FROM numbers(2000000) FORMAT Native"}
+    )
+    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+        assert len(resp.read(1000)) == 1000  # ~200 MB answer, read no further for now
+        started = dt.datetime.now()
+        assert client.query("SELECT 42").result_rows == [(42,)]
+        assert (dt.datetime.now() - started).total_seconds() < 20

@@ -56,6 +56,11 @@ ABANDONED_AFTER_S = 3600.0
 ARROW_SETTINGS = {
     "output_format_arrow_string_as_string": 1,
     "output_format_arrow_low_cardinality_as_dictionary": 0,
+    # Blocks of 256 Ki rows instead of ClickHouse's ~8 Ki-row blocks of an in-order read: a row
+    # group is 1 M rows anyway, and the local endpoint streams one chunk per block (611 chunks
+    # for a day of 5 M bars took 3.3 s in chdb, 20 chunks 1.7 s; the first still comes at 0.2 s).
+    "max_block_size": 262_144,
+    "preferred_block_size_bytes": 64 * 1024 * 1024,
 }
 
 

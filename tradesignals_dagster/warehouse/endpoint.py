@@ -25,7 +25,8 @@ What is served (the spec; anything else is not):
   ``{name:Type}``), and any ClickHouse setting by name (applied to this statement only;
   an unknown name is error 115). Session, compression and progress parameters
   (``session_id``, ``enable_http_compression``, ``send_progress_in_http_headers``,
-  ``wait_end_of_query``, ``client_protocol_version``, ``http_*``...) are accepted and ignored:
+  ``client_protocol_version``, ``http_*``...) are accepted and ignored (``wait_end_of_query=1``
+  turns off streaming):
   every request is independent, answers are never compressed, and Native answers use
   protocol version 0 (clickhouse-connect's probe detects that).
 - Request bodies may be ``Content-Length`` or chunked, and compressed with
@@ -46,8 +47,12 @@ What is served (the spec; anything else is not):
 - Request bodies are capped (``--max-body-mb``, also after decompression): error 229.
 
 Statements run one at a time through the single chdb engine
-(:class:`~tradesignals_dagster.warehouse.engine.ChdbEngine`); answers are built in memory
-before they are sent, so a query's result must fit in memory. The server binds 127.0.0.1.
+(:class:`~tradesignals_dagster.warehouse.engine.ChdbEngine`). A SELECT answering in Native,
+ArrowStream or JSONEachRow is sent in HTTP chunks while chdb makes it (so an export's first
+batch arrives after ~0.1 s, not after the whole sorted result; ``wait_end_of_query=1`` asks for
+one piece), see :mod:`~tradesignals_dagster.warehouse.streamed`; other answers are built in
+memory first. Either way chdb's side runs at its own pace and a result is held in memory until
+the client has read it. The server binds 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -76,7 +81,9 @@ from tradesignals_dagster.warehouse.protocol import (
     credentials,
     decompress_body,
     http_status,
+    output_format,
 )
+from tradesignals_dagster.warehouse.streamed import SpliceError, streamable
 
 LOCALHOST = "127.0.0.1"
 PASSWORD_ENV = "TRADESIGNALS_CLICKHOUSE_PASSWORD"
@@ -166,7 +173,11 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
                 self._reply(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"})
                 return
             request = build_request(params, body)
-            result = engine.execute(request)
+            fmt = output_format(request.statement, request.default_format)
+            if request.insert_format is None and streamable(request.kind, fmt) and not _buffered(params):
+                result = engine.stream(request, fmt)
+            else:
+                result = engine.execute(request)
         except ServerException as exc:
             _log.info("request failed: code %s %s", exc.code, exc.name)
             self._reply(
@@ -192,7 +203,36 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         }
         if result.fmt is not None and request.kind in RESULT_KINDS:
             headers["X-ClickHouse-Format"] = result.fmt
-        self._reply(200, result.body, headers)
+        if result.chunks is not None:
+            self._reply_chunked(headers, result.chunks)
+        else:
+            self._reply(200, result.body, headers)
+
+    def _reply_chunked(self, headers: dict[str, str], chunks: Iterator[bytes]) -> None:
+        """200 and the answer in HTTP chunks as the engine makes them. An error after the first
+        chunk is written into the body, as ClickHouse writes it (``Code: N. DB::Exception...``),
+        and the response is cut off without its last chunk, so no client takes it as complete."""
+        self.send_response(200)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        write = self.wfile.write
+        try:
+            for chunk in chunks:
+                write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        except OSError as exc:  # the client went away; the engine finishes on its own
+            _log.info("client closed a streamed answer early: %s", exc)
+            self.close_connection = True
+            return
+        except (ServerException, SpliceError) as exc:
+            error = exc if isinstance(exc, ServerException) else ServerException(1001, str(exc))
+            _log.info("streamed answer failed: code %s %s", error.code, error.name)
+            message = error.body(self.server.engine.version)
+            write(b"%x\r\n%b\r\n" % (len(message), message))
+            self.close_connection = True
+            return
+        write(b"0\r\n\r\n")
 
     def _authenticate(self, params: dict[str, str]) -> None:
         config = self.server.config
@@ -253,6 +293,11 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head:
             self.wfile.write(body)
+
+
+def _buffered(params: dict[str, str]) -> bool:
+    """``wait_end_of_query=1``: the client asked for the answer in one piece."""
+    return params.get("wait_end_of_query", "").strip().lower() in ("1", "true")
 
 
 def _content_type(fmt: str | None) -> str:

@@ -14,10 +14,13 @@ state behind this bookkeeping, so its connection is closed afterwards.
 from __future__ import annotations
 
 import contextlib
+import logging
+import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,9 @@ from tradesignals_dagster.warehouse.protocol import (
     output_format,
     quote_literal,
 )
+from tradesignals_dagster.warehouse.streamed import JOINERS
+
+_log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 16
 """Connections kept open, one per database recently asked for (least recently used closed)."""
@@ -48,6 +54,8 @@ class Result:
     fmt: str | None
     summary: dict[str, str]
     query_id: str
+    chunks: Iterator[bytes] | None = None
+    """A streamed answer (``body`` is empty): its bytes, in order, as the engine makes them."""
 
 
 @dataclass
@@ -103,6 +111,57 @@ class ChdbEngine:
             finally:
                 if discard:
                     self._discard(entry)
+
+    def stream(self, request: Request, fmt: str) -> Result:
+        """Run a SELECT whose answer (in ``fmt``, see :mod:`~tradesignals_dagster.warehouse.
+        streamed`) is sent while it is made: the first chunk is there when this returns (an error
+        before it raises :class:`ServerException`), the rest follows through ``Result.chunks``.
+
+        A thread fetches every chunk under the lock as fast as chdb makes them, so the lock is
+        held for as long as a buffered query holds it, not for as long as the client reads. An
+        error after the first chunk raises from ``chunks``; an empty result is answered buffered
+        (chdb streams no chunk at all, not even a format header).
+        """
+        query_id = request.query_id or str(uuid.uuid4())
+        started = time.perf_counter_ns()
+        pending: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
+        threading.Thread(target=self._fetch_all, args=(request, fmt, pending), daemon=True).start()
+        first = pending.get()
+        if isinstance(first, BaseException):
+            raise first
+        if first is None:
+            return self.execute(request)
+        elapsed = time.perf_counter_ns() - started  # to the first chunk; the rest is not known yet
+        summary = _summary(read_rows=0, read_bytes=0, written_rows=0, written_bytes=0, elapsed_ns=elapsed)
+        return Result(b"", fmt, summary, query_id, JOINERS[fmt.lower()](_drain(first, pending)))
+
+    def _fetch_all(
+        self, request: Request, fmt: str, out: queue.SimpleQueue[bytes | BaseException | None]
+    ) -> None:
+        try:
+            with self._lock:
+                entry = self._connection(request.database)
+                discard = False
+                try:
+                    self._apply_settings(entry, request.settings)
+                    for chunk in entry.conn.send_query(request.statement, fmt, params=request.bind_params):
+                        out.put(chunk.bytes())
+                except ServerException as exc:
+                    discard = exc.code == 81
+                    raise
+                except Exception as exc:
+                    error = exception_from_text(str(exc))
+                    discard = error.code == 81
+                    raise error from exc
+                finally:
+                    if discard:
+                        self._discard(entry)
+            out.put(None)
+        except ServerException as exc:
+            out.put(exc)
+        except BaseException as exc:  # never leave the request waiting for a chunk
+            _log.exception("streamed query failed")
+            out.put(ServerException(1001, f"Internal error in the local ClickHouse endpoint: {exc}"))
 
     def _connection(self, database: str) -> _Connection:
         entry = self._pool.get(database)
@@ -193,6 +252,14 @@ class ChdbEngine:
             elapsed_ns=time.perf_counter_ns() - started,
         )
         return Result(b"", None, summary, query_id)
+
+
+def _drain(first: bytes, pending: queue.SimpleQueue[bytes | BaseException | None]) -> Iterator[bytes]:
+    yield first
+    while (item := pending.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _summary(**values: int) -> dict[str, str]:
