@@ -124,7 +124,10 @@ def test_the_serde_gives_the_same_bytes_and_errors_with_and_without_it() -> None
         "fields": [
             {"name": "symbol", "type": "string"},
             {"name": "timestamp", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-            {"name": "close", "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 4}},
+            {
+                "name": "close",
+                "type": {"type": "bytes", "logicalType": "decimal", "precision": 12, "scale": 4},
+            },
             {"name": "vwap", "type": ["null", "double"], "default": None},
             {"name": "count", "type": "int"},
         ],
@@ -144,7 +147,7 @@ def test_the_serde_gives_the_same_bytes_and_errors_with_and_without_it() -> None
     outcomes = set()
     for _ in range(2000):
         record = {k: rng.choice(v) for k, v in choices.items() if rng.random() > 0.05}
-        results = []
+        results: list[bytes | str] = []
         for serde in (fast, general):
             try:
                 results.append(serde.encode(record))
