@@ -351,3 +351,19 @@ def test_a_slow_reader_does_not_hold_up_other_requests(
         started = dt.datetime.now()
         assert client.query("SELECT 42").result_rows == [(42,)]
         assert (dt.datetime.now() - started).total_seconds() < 20
+
+
+def test_a_client_that_leaves_a_streamed_answer_cancels_its_query(
+    client: Client, clickhouse_endpoint: ClickHouseEndpoint
+) -> None:
+    """A SELECT that would run ~100 s (1,000 blocks of 0.1 s) is cancelled when its reader goes
+    away, so the next request does not wait for it (the engine runs one statement at a time)."""
+    slow = "SELECT number, sleepEachRow(0.001) FROM numbers(100000) FORMAT JSONEachRow"
+    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode({"query": slow, "max_block_size": "100"})
+    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+        assert resp.readline().startswith(b'{"number":')  # the first block arrived
+    started = dt.datetime.now()
+    assert client.query("SELECT 7").result_rows == [(7,)]
+    assert (dt.datetime.now() - started).total_seconds() < 10

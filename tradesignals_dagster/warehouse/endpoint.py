@@ -204,7 +204,10 @@ class ClickHouseRequestHandler(BaseHTTPRequestHandler):
         if result.fmt is not None and request.kind in RESULT_KINDS:
             headers["X-ClickHouse-Format"] = result.fmt
         if result.chunks is not None:
-            self._reply_chunked(headers, result.chunks)
+            try:
+                self._reply_chunked(headers, result.chunks)
+            finally:
+                result.cancel()  # a no-op once the engine has made the whole answer
         else:
             self._reply(200, result.body, headers)
 

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,10 @@ _STATEFUL_KINDS = frozenset({"SET", "USE"})
 _PYTHON_ONLY_FORMATS = frozenset({"arrowtable", "dataframe", "datastore"})
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass
 class Result:
     """What a statement answered: the bytes, their format (None: no result set) and a summary."""
@@ -56,6 +60,8 @@ class Result:
     query_id: str
     chunks: Iterator[bytes] | None = None
     """A streamed answer (``body`` is empty): its bytes, in order, as the engine makes them."""
+    cancel: Callable[[], None] = _nothing
+    """Stop making a streamed answer nobody will read (the client went away); idempotent."""
 
 
 @dataclass
@@ -118,14 +124,17 @@ class ChdbEngine:
         before it raises :class:`ServerException`), the rest follows through ``Result.chunks``.
 
         A thread fetches every chunk under the lock as fast as chdb makes them, so the lock is
-        held for as long as a buffered query holds it, not for as long as the client reads. An
-        error after the first chunk raises from ``chunks``; an empty result is answered buffered
-        (chdb streams no chunk at all, not even a format header).
+        held for as long as a buffered query holds it, not for as long as the client reads; a
+        client that goes away cancels the query (``Result.cancel``), so an abandoned huge SELECT
+        neither fills memory nor keeps the lock. An error after the first chunk raises from
+        ``chunks``; an empty result is answered buffered (chdb streams no chunk at all, not even
+        a format header).
         """
         query_id = request.query_id or str(uuid.uuid4())
         started = time.perf_counter_ns()
         pending: queue.SimpleQueue[bytes | BaseException | None] = queue.SimpleQueue()
-        threading.Thread(target=self._fetch_all, args=(request, fmt, pending), daemon=True).start()
+        cancelled = threading.Event()
+        threading.Thread(target=self._fetch_all, args=(request, fmt, pending, cancelled), daemon=True).start()
         first = pending.get()
         if isinstance(first, BaseException):
             raise first
@@ -133,10 +142,15 @@ class ChdbEngine:
             return self.execute(request)
         elapsed = time.perf_counter_ns() - started  # to the first chunk; the rest is not known yet
         summary = _summary(read_rows=0, read_bytes=0, written_rows=0, written_bytes=0, elapsed_ns=elapsed)
-        return Result(b"", fmt, summary, query_id, JOINERS[fmt.lower()](_drain(first, pending)))
+        chunks = JOINERS[fmt.lower()](_drain(first, pending))
+        return Result(b"", fmt, summary, query_id, chunks, cancelled.set)
 
     def _fetch_all(
-        self, request: Request, fmt: str, out: queue.SimpleQueue[bytes | BaseException | None]
+        self,
+        request: Request,
+        fmt: str,
+        out: queue.SimpleQueue[bytes | BaseException | None],
+        cancelled: threading.Event,
     ) -> None:
         try:
             with self._lock:
@@ -144,8 +158,12 @@ class ChdbEngine:
                 discard = False
                 try:
                     self._apply_settings(entry, request.settings)
-                    for chunk in entry.conn.send_query(request.statement, fmt, params=request.bind_params):
-                        out.put(chunk.bytes())
+                    with entry.conn.send_query(request.statement, fmt, params=request.bind_params) as stream:
+                        for chunk in stream:
+                            if cancelled.is_set():
+                                discard = True  # leave no half-read query on a kept connection
+                                break
+                            out.put(chunk.bytes())
                 except ServerException as exc:
                     discard = exc.code == 81
                     raise
