@@ -48,16 +48,24 @@ def _table() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
 
 
-def _http(
+def _open(
     ep: ClickHouseEndpoint, query: str, *, password: str | None = None, **params: str
-) -> tuple[int, dict[str, str], bytes]:
-    """A plain GET as curl sends it: status, headers and body."""
+) -> http.client.HTTPResponse:
+    """A plain GET as curl sends it, its answer not read yet."""
     url = f"{ep.url}/?" + urllib.parse.urlencode({"query": query, **params})
     token = base64.b64encode(f"{ep.user}:{ep.password if password is None else password}".encode()).decode()
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    response: http.client.HTTPResponse = opener.open(request, timeout=30)
+    return response
+
+
+def _http(
+    ep: ClickHouseEndpoint, query: str, *, password: str | None = None, **params: str
+) -> tuple[int, dict[str, str], bytes]:
+    """A plain GET as curl sends it: status, headers and body."""
     try:
-        with opener.open(request, timeout=30) as resp:
+        with _open(ep, query, password=password, **params) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
@@ -325,12 +333,7 @@ def test_an_error_before_the_first_chunk_has_its_code_and_after_it_cuts_the_answ
         client.query_arrow_stream(late, settings=MANY_BLOCKS) as stream,
     ):
         sum(b.num_rows for b in stream)
-    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode(
-        {"query": late + " FORMAT JSONEachRow", "max_block_size": "10000"}
-    )
-    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+    with _open(clickhouse_endpoint, late + " FORMAT JSONEachRow", max_block_size="10000") as resp:
         assert resp.status == 200
         with pytest.raises(http.client.IncompleteRead) as cut:
             resp.read()
@@ -341,12 +344,8 @@ def test_an_error_before_the_first_chunk_has_its_code_and_after_it_cuts_the_answ
 def test_a_slow_reader_does_not_hold_up_other_requests(
     client: Client, clickhouse_endpoint: ClickHouseEndpoint
 ) -> None:
-    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode(
-        {"query": "SELECT number, repeat('x', 100) FROM numbers(2000000) FORMAT Native"}
-    )
-    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+    big = "SELECT number, repeat('x', 100) FROM numbers(2000000) FORMAT Native"
+    with _open(clickhouse_endpoint, big) as resp:
         assert len(resp.read(1000)) == 1000  # ~200 MB answer, read no further for now
         started = dt.datetime.now()
         assert client.query("SELECT 42").result_rows == [(42,)]
@@ -359,10 +358,7 @@ def test_a_client_that_leaves_a_streamed_answer_cancels_its_query(
     """A SELECT that would run ~100 s (1,000 blocks of 0.1 s) is cancelled when its reader goes
     away, so the next request does not wait for it (the engine runs one statement at a time)."""
     slow = "SELECT number, sleepEachRow(0.001) FROM numbers(100000) FORMAT JSONEachRow"
-    url = f"{clickhouse_endpoint.url}/?" + urllib.parse.urlencode({"query": slow, "max_block_size": "100"})
-    token = base64.b64encode(f"{clickhouse_endpoint.user}:{clickhouse_endpoint.password}".encode()).decode()
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as resp:
+    with _open(clickhouse_endpoint, slow, max_block_size="100") as resp:
         assert resp.readline().startswith(b'{"number":')  # the first block arrived
     started = dt.datetime.now()
     assert client.query("SELECT 7").result_rows == [(7,)]

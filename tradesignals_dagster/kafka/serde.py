@@ -250,7 +250,7 @@ class AvroSerde:
                     if value.__class__ is not int
                     else f"field {name!r}: {value} is outside the Avro range [{lo}, {hi}]"
                 )
-        if fast is not None:
+        if fast is not None and self._encoders:  # without decimals it was tried above
             try:
                 return fast(rec)
             except Exception:

@@ -105,14 +105,22 @@ class ChdbEngine:
     def execute(self, request: Request) -> Result:
         """Run one request under the lock; a failure raises :class:`ServerException`."""
         query_id = request.query_id or str(uuid.uuid4())
+        with self._session(request) as entry:
+            return self._run(entry, request, query_id)
+
+    @contextlib.contextmanager
+    def _session(self, request: Request) -> Iterator[_Connection]:
+        """The request's connection, under the lock, with its settings applied; closed afterwards
+        when the statement changed its state (SET, USE) or failed with code 81 (its database may
+        be gone). Failures inside must be :class:`ServerException`."""
         with self._lock:
             entry = self._connection(request.database)
             discard = request.kind in _STATEFUL_KINDS
             try:
                 self._apply_settings(entry, request.settings)
-                return self._run(entry, request, query_id)
+                yield entry
             except ServerException as exc:
-                discard = discard or exc.code == 81  # its database may be gone
+                discard = discard or exc.code == 81
                 raise
             finally:
                 if discard:
@@ -153,27 +161,17 @@ class ChdbEngine:
         cancelled: threading.Event,
     ) -> None:
         try:
-            with self._lock:
-                entry = self._connection(request.database)
-                discard = False
+            with self._session(request) as entry:
                 try:
-                    self._apply_settings(entry, request.settings)
                     with entry.conn.send_query(request.statement, fmt, params=request.bind_params) as stream:
                         for chunk in stream:
                             if cancelled.is_set():
-                                discard = True  # leave no half-read query on a kept connection
-                                break
+                                break  # leaving the block cancels the query
                             out.put(chunk.bytes())
-                except ServerException as exc:
-                    discard = exc.code == 81
-                    raise
                 except Exception as exc:
-                    error = exception_from_text(str(exc))
-                    discard = error.code == 81
-                    raise error from exc
-                finally:
-                    if discard:
-                        self._discard(entry)
+                    raise exception_from_text(str(exc)) from exc
+                if cancelled.is_set():
+                    self._discard(entry)  # keep no connection that had a query cancelled on it
             out.put(None)
         except ServerException as exc:
             out.put(exc)
