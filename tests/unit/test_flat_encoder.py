@@ -71,6 +71,21 @@ def test_random_records_encode_exactly_as_fastavro_does() -> None:
         assert encode(record) == _fastavro(SCHEMA, record), record
 
 
+def test_longs_at_every_varint_table_boundary_encode_as_fastavro_does() -> None:
+    """The encoder writes longs 14 bits per table lookup; each boundary between one, two, three
+    lookups and the loop (zig-zagged 2**14, 2**28, 2**42), both signs, must give fastavro's bytes."""
+    schema = {"type": "record", "name": "L", "fields": [{"name": "l", "type": "long"}]}
+    encode = flat_encoder(schema, HEADER)
+    assert encode is not None
+    values = {0, -1, 2**63 - 1, -(2**63)}
+    for bits in (6, 7, 13, 14, 20, 21, 27, 28, 34, 35, 41, 42, 48, 49, 62):
+        for edge in (2**bits - 1, 2**bits, 2**bits + 1):
+            values |= {edge, -edge}
+    for value in sorted(values):
+        record = {"l": value}
+        assert encode(record) == _fastavro(schema, record), value
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
