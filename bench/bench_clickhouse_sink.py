@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Producer
 from bench.bench_clickhouse_endpoint import DDL, bars
 from bench.common import Result
 from bench.streaming_kafka import BARS, TRADES, Bench, running_stack
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 from tradesignals_dagster.streaming.synthetic import OptionTradeGenerator, SyntheticConfig
 from tradesignals_dagster.warehouse.client import clickhouse_client
 from tradesignals_dagster.warehouse.sink import TableSink
@@ -210,6 +211,7 @@ def _insert_arrow_rate(bench: Bench) -> float:
 
 def run() -> list[Result]:
     """Produce, consume plainly, sink, measure latency and the bare insert, on one stack."""
+    tune_for_streaming()  # the collector policy the pipeline and sink processes run with
     load_before = os.getloadavg()[0]
     with running_stack() as bench:
         produce_s = _produce_bars(bench)

@@ -37,6 +37,7 @@ from tradesignals_dagster.ml.scoring import BarScorer, load_promoted
 from tradesignals_dagster.ml.training import train
 from tradesignals_dagster.registry import load_application
 from tradesignals_dagster.settings import Settings
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator, VolumeBarsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,6 +108,7 @@ def _rate(process: Any, records: list[dict[str, Any]], batch: int = 1_000) -> fl
 
 def run() -> list[Result]:
     """Train once on 20 x 100 k bars, then time both transforms."""
+    tune_for_streaming()  # the collector policy the pipeline and sink processes run with
     rng = np.random.default_rng(0)
     app = load_application(ROOT / "registry")
     model = app.models["volume_bar_direction"]

@@ -38,6 +38,7 @@ from bench.streaming_kafka import (
 )
 from bench.streaming_latency import measure_latency
 from bench.streaming_quix import run_quix
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 from tradesignals_dagster.streaming.runner import PipelineRunner
 
 TRADES = int(os.environ.get("BENCH_STREAMING_TRADES", "1500000"))
@@ -81,6 +82,7 @@ def run_product(bench: Bench, count: int, pipeline: str = BARS_PIPELINE) -> tupl
 
 def run() -> list[Result]:
     """Measure and return the streaming benchmarks."""
+    tune_for_streaming()  # the collector policy the pipeline and sink processes run with
     load = os.getloadavg()[0]
     results: list[Result] = []
     with running_stack() as bench:

@@ -28,6 +28,7 @@ from typing import Any
 from bench.bench_streaming import run_product
 from bench.common import Result
 from bench.streaming_kafka import BARS_PIPELINE, preload_trades, running_stack
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 from tradesignals_dagster.streaming.processors.time_bars import OhlcvAggregation
 from tradesignals_dagster.streaming.processors.volume_bars import VolumeBarAggregator, VolumeBarsConfig
 from tradesignals_dagster.streaming.transform import BatchTransformer
@@ -91,6 +92,7 @@ def rate(processor: Any, records: list[dict[str, Any]]) -> float:
 
 def run() -> list[Result]:
     """Measure both, through the broker and in process, against the 0.8x goal."""
+    tune_for_streaming()  # the collector policy the pipeline and sink processes run with
     results = through_kafka(KAFKA_TRADES)
     records = trades(TRADES)
     volume = rate(lambda: VolumeBarAggregator(VolumeBarsConfig(bar_volume=500)), records)

@@ -19,6 +19,7 @@ from tradesignals_dagster.errors import TradesignalsError
 from tradesignals_dagster.registry.models import StreamingApplication
 from tradesignals_dagster.settings import Settings, load_settings
 from tradesignals_dagster.streaming.errors import PipelineConfigError
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 from tradesignals_dagster.streaming.logging import configure_logging
 from tradesignals_dagster.streaming.processors.base import ProcessorFactory
 from tradesignals_dagster.streaming.runner import PipelineRunner
@@ -66,13 +67,15 @@ def run_main(
     pipeline_key: str | None = None,
     overrides: dict[str, Any] | None = None,
     install_signals: bool = True,
+    tune_gc: bool = False,
 ) -> int:
     """Run the pipeline the environment names; returns the process exit code.
 
     The pipeline is ``pipeline_key``, else ``$TRADESIGNALS_PIPELINE``, else the directory of
     the running ``app.py``. Settings are read now (``TRADESIGNALS_*``, see
     :func:`~tradesignals_dagster.settings.load_settings`); ``overrides`` are layered on the
-    pipeline's config (what-if runs, see :func:`~.config.parse_overrides`).
+    pipeline's config (what-if runs, see :func:`~.config.parse_overrides`). ``tune_gc``
+    (process entry points) applies :func:`~.gc_policy.tune_for_streaming` once the runner is built.
     """
     key = pipeline_key or os.environ.get("TRADESIGNALS_PIPELINE") or _key_from_argv()
     log = configure_logging("INFO", key)
@@ -88,6 +91,8 @@ def run_main(
         app, settings = load_pipeline(key)
         log = configure_logging(app.pipelines[key].log_level, key)
         runner = PipelineRunner(app, key, settings, build, overrides=overrides, stop=stop)
+        if tune_gc:
+            tune_for_streaming()
         runner.run()
         return 0
     except TradesignalsError as exc:
@@ -104,4 +109,4 @@ def main(build: ProcessorFactory | None = None, *, pipeline_key: str | None = No
     Exit codes: 0 after a graceful stop or a drained finite input; 2 for configuration
     problems (registry, schemas or topics not applied); 1 for runtime failures.
     """
-    sys.exit(run_main(build, pipeline_key=pipeline_key))
+    sys.exit(run_main(build, pipeline_key=pipeline_key, tune_gc=True))

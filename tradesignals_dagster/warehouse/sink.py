@@ -353,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tradesignals_dagster.registry.application import load_app
     from tradesignals_dagster.settings import load_settings
     from tradesignals_dagster.streaming.entry import install_stop_signals
+    from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 
     parser = argparse.ArgumentParser(prog="python -m tradesignals_dagster.warehouse.sink")
     parser.add_argument("--table", required=True, help="table id in the registry's Tables section")
@@ -377,6 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(table.sink.log_level)
         sink = TableSink(app, table, settings)
         holder["sink"] = sink
+        tune_for_streaming()
         if stopping.is_set():
             return 0
         server = MetricsServer(
