@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tradesignals_dagster.streaming.gc_policy import tune_for_streaming
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -45,3 +50,16 @@ def table(results: list[Result]) -> str:
     """Results as the Markdown table bench/README.md shows."""
     head = "| benchmark | goal | measured | status | detail |\n| --- | --- | --- | --- | --- |"
     return "\n".join([head, *(r.row() for r in results)])
+
+
+@contextmanager
+def product_gc() -> Iterator[None]:
+    """The collector policy the pipeline and sink processes run with, for the product's in-process
+    runs only: a contender measured afterwards (Quix Streams) gets CPython's defaults back."""
+    thresholds = gc.get_threshold()
+    tune_for_streaming()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)

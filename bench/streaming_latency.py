@@ -246,7 +246,7 @@ def _pipeline_main(argv: list[str]) -> int:
     from tradesignals_dagster.streaming.entry import run_main
 
     sets = [a.split("=", 1)[1] for a in argv if a.startswith("--set=")]
-    return run_main(pipeline_key=BARS_PIPELINE, overrides=parse_overrides(sets))
+    return run_main(pipeline_key=BARS_PIPELINE, overrides=parse_overrides(sets), tune_gc=True)
 
 
 if __name__ == "__main__":
