@@ -10,8 +10,9 @@ with the defaults and 6.9 s with this policy (the same as with the collector swi
 
 The policy: collect once, *freeze* what start-up built (``gc.freeze``: those objects are never
 traversed again), then run a young collection every 50,000 allocations instead of every 700.
-Reference cycles are still collected, only in bigger, rarer passes; nothing here leaks more than
-one young generation of garbage. Called by the process entry points only (``app.py`` through
+Reference cycles are still collected, in bigger and rarer passes, so cyclic garbage lives a little
+longer; only the frozen start-up objects are never collected (they live as long as the process
+anyway). Called by the process entry points only (``app.py`` through
 :func:`tradesignals_dagster.streaming.entry.main`, and the sink's ``main``), never on import, so
 a library user's process keeps its own settings.
 """
